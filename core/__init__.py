@@ -1,0 +1,1 @@
+"""Task domain of threadtask: models, rules, storage and the REST API."""

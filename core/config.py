@@ -1,0 +1,205 @@
+"""Settings read from environment variables and an optional ``.env`` file.
+
+Every variable is documented in the README with its default. An invalid
+value raises ``ConfigError`` at start-up, naming the variable, the value and
+what is accepted.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+CRITICALITIES = ("low", "medium", "high", "critical")
+STATUSES = ("open", "fixed", "closed")
+
+DEFAULT_REMINDER_INTERVALS = "critical=30m,high=1h,medium=1d,low=7d"
+_DURATION = re.compile(r"^(\d+)\s*([mhdw])$")
+_DURATION_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+CommaList = Annotated[tuple[str, ...], NoDecode]
+
+
+class ConfigError(Exception):
+    """A setting is missing or invalid; the message names it and the fix."""
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse ``30m``, ``1h``, ``2d`` or ``1w`` into a timedelta."""
+    match = _DURATION.match(text.strip().lower())
+    if not match:
+        raise ValueError(f"{text!r} is not a duration; use a number and m, h, d or w")
+    amount, unit = match.groups()
+    return timedelta(**{_DURATION_UNITS[unit]: int(amount)})
+
+
+def parse_intervals(text: str) -> dict[str, timedelta]:
+    """Parse ``critical=30m,high=1h,...`` into one interval per criticality."""
+    intervals = {
+        key: parse_duration(value)
+        for key, value in (
+            item.split("=", 1) for item in _split_commas(DEFAULT_REMINDER_INTERVALS)
+        )
+    }
+    for item in _split_commas(text):
+        if "=" not in item:
+            raise ValueError(f"{item!r} is not LEVEL=DURATION, for example high=1h")
+        key, value = (part.strip().lower() for part in item.split("=", 1))
+        if key not in CRITICALITIES:
+            raise ValueError(f"{key!r} is not a criticality; use one of {CRITICALITIES}")
+        intervals[key] = parse_duration(value)
+    return intervals
+
+
+def _split_commas(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+class Settings(BaseSettings):
+    """All configuration of web, clock and worker processes."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+    )
+
+    # Storage
+    data_dir: Path = Path("data")
+    database_url: str = ""
+
+    # Access
+    admin_emails: CommaList = ()
+    allowed_email_domains: CommaList = ()
+    google_client_ids: CommaList = ()
+    google_hosted_domain: str = ""
+    public_base_url: str = "http://127.0.0.1:8000"
+    max_upload_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+
+    # Mail reader
+    mail_backend: Literal["maildir", "gmail"] = "maildir"
+    maildir: Path | None = None
+    mailbox_address: str = "tracker@localhost"
+    mail_poll_minutes: int = Field(default=5, gt=0)
+    max_message_bytes: int = Field(default=25 * 1024 * 1024, gt=0)
+    gmail_user: str = "me"
+    gmail_token_file: Path | None = None
+    gmail_client_secrets_file: Path | None = None
+    gmail_service_account_file: Path | None = None
+    gmail_full_sync_limit: int = Field(default=500, gt=0)
+
+    # Reminders
+    reminder_intervals: str = DEFAULT_REMINDER_INTERVALS
+    reminder_tick_minutes: int = Field(default=30, gt=0)
+    triage_email: str = ""
+    redis_url: str = ""
+    outbox_dir: Path | None = None
+    queue_dir: Path | None = None
+    mail_transport: Literal["outbox", "gmail"] = "outbox"
+    send_max_attempts: int = Field(default=3, gt=0)
+
+    # Gmail add-on
+    addon_service_account: str = ""
+    addon_base_url: str = ""
+
+    # Slack
+    slack_signing_secret: str = ""
+    slack_bot_token: str = ""
+    slack_api_base_url: str = "https://slack.com/api/"
+    slack_command: str = "/task"
+    slack_announce: bool = False
+    slack_notify_assignee: bool = False
+
+    @field_validator(
+        "admin_emails", "allowed_email_domains", "google_client_ids", mode="before"
+    )
+    @classmethod
+    def _split_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(item.lower() for item in _split_commas(value))
+        return value
+
+    @field_validator("reminder_intervals")
+    @classmethod
+    def _check_intervals(cls, value: str) -> str:
+        parse_intervals(value)
+        return value
+
+    @model_validator(mode="after")
+    def _check_tick(self) -> Settings:
+        tick = timedelta(minutes=self.reminder_tick_minutes)
+        for level, interval in self.intervals.items():
+            if interval < tick:
+                raise ValueError(
+                    f"REMINDER_INTERVALS sets {level} to {interval}, shorter than "
+                    f"the clock tick REMINDER_TICK_MINUTES={self.reminder_tick_minutes}; "
+                    "a reminder cannot be sent more often than the clock wakes, so "
+                    "raise the interval or lower the tick"
+                )
+        return self
+
+    @property
+    def intervals(self) -> dict[str, timedelta]:
+        return parse_intervals(self.reminder_intervals)
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'threadtask.db'}"
+
+    @property
+    def resolved_maildir(self) -> Path:
+        return self.maildir or self.data_dir / "maildir"
+
+    @property
+    def resolved_outbox_dir(self) -> Path:
+        return self.outbox_dir or self.data_dir / "outbox"
+
+    @property
+    def resolved_queue_dir(self) -> Path:
+        return self.queue_dir or self.data_dir / "queue"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.data_dir / "quarantine"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment, raising ConfigError on bad values."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = ["invalid configuration:"]
+    for error in exc.errors():
+        variable = "_".join(str(part) for part in error["loc"]).upper()
+        value = error.get("input")
+        message = error["msg"].removeprefix("Value error, ")
+        if variable:
+            lines.append(f"  {variable}={value!r}: {message}")
+        else:
+            lines.append(f"  {message}")
+    return "\n".join(lines)
+
+
+_current: Settings | None = None
+
+
+def get_settings() -> Settings:
+    """Return the settings this process was configured with."""
+    global _current
+    if _current is None:
+        _current = load_settings()
+    return _current
+
+
+def use_settings(settings: Settings) -> Settings:
+    """Make ``settings`` the process-wide settings, for app factories and tests."""
+    global _current
+    _current = settings
+    return settings

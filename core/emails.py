@@ -1,0 +1,61 @@
+"""Email address normalisation shared by every channel."""
+
+from __future__ import annotations
+
+import re
+from email.utils import getaddresses, parseaddr
+
+from core.errors import InvalidField
+
+# Deliberately loose: one "@", no spaces or angle brackets, a dot-free domain
+# allowed for local setups such as tracker@localhost.
+_ADDRESS = re.compile(r"^[^@\s<>\",;]+@[^@\s<>\",;]+$")
+
+
+def normalize_email(value: str) -> str:
+    """Return the bare, lower-cased address of ``value``, or "" if empty.
+
+    Accepts ``Name <addr>`` forms. Raises ValueError for anything that is not
+    an address.
+    """
+    text = (value or "").strip()
+    if not text:
+        return ""
+    if any(char in text for char in "\r\n\0"):
+        raise ValueError("an address cannot contain line breaks")
+    _, address = parseaddr(text)
+    address = address.strip().lower()
+    if not _ADDRESS.match(address):
+        raise ValueError("not an email address")
+    return address
+
+
+def normalize_field(field: str, value: object, *, required: bool = False) -> str:
+    """Normalise the address in ``field`` or raise InvalidField naming it."""
+    if value is None:
+        value = ""
+    if not isinstance(value, str):
+        raise InvalidField(field, value, "must be a string holding an email address")
+    try:
+        address = normalize_email(value)
+    except ValueError:
+        raise InvalidField(
+            field, value, "must be an email address such as alice@example.com"
+        ) from None
+    if required and not address:
+        raise InvalidField(field, value, "is required")
+    return address
+
+
+def all_addresses(values: list[str]) -> list[str]:
+    """Return every bare, lower-cased address found in header values."""
+    found = []
+    for _, address in getaddresses(values):
+        address = address.strip().lower()
+        if _ADDRESS.match(address):
+            found.append(address)
+    return found
+
+
+def domain_of(address: str) -> str:
+    return address.rsplit("@", 1)[-1]

@@ -1,0 +1,317 @@
+"""The task rules. Every channel (API, mail, Slack, add-on, clock) calls these.
+
+Each public function runs in one transaction: it either applies every change
+and records every event, or leaves the database as it was.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import peewee as pw
+from blinker import Namespace
+
+from core.config import CRITICALITIES, STATUSES, get_settings
+from core.db import database
+from core.emails import domain_of, normalize_field
+from core.errors import Conflict, Forbidden, InvalidField, NotFound, PreconditionFailed
+from core.models import CHANNELS, Delivery, Event, Task
+from core.timeutil import utcnow
+
+logger = logging.getLogger(__name__)
+
+signals = Namespace()
+# Sent after a transaction that changed a task commits, with ``task``,
+# ``actor`` and ``changes`` (field -> (old, new)). Channels such as Slack
+# subscribe to it; the core never imports them.
+task_changed = signals.signal("task-changed")
+
+TEXT_FIELDS = ("subject", "html", "thread_id", "latest_message_id")
+ADDRESS_FIELDS = ("creator_email", "assigned_to")
+UPDATABLE_FIELDS = (*TEXT_FIELDS, "assigned_to", "status", "criticality")
+MAX_SUBJECT_LENGTH = 998
+MAX_ID_LENGTH = 255
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who is acting, and through which channel."""
+
+    email: str
+    channel: str
+    is_service: bool = False
+
+    def __post_init__(self) -> None:
+        if self.channel not in CHANNELS:
+            raise ValueError(f"channel {self.channel!r} is not one of {CHANNELS}")
+
+    @property
+    def is_admin(self) -> bool:
+        return self.email.lower() in get_settings().admin_emails
+
+
+def compute_next_reminder_at(
+    status: str, criticality: str, since: datetime
+) -> datetime | None:
+    """Return when the next reminder for a task in this state is due.
+
+    ``since`` is the last reminder, or the moment the task entered its
+    current status. Closed tasks get no reminders.
+    """
+    if status == "closed":
+        return None
+    return since + get_settings().intervals[criticality]
+
+
+def get_task(task_id: int) -> Task:
+    task = Task.get_or_none(Task.id == task_id)
+    if task is None:
+        raise NotFound(f"Task {task_id} does not exist.")
+    return task
+
+
+def create_task(actor: Actor, fields: dict[str, Any], now: datetime | None = None) -> Task:
+    """Create a task from ``fields``; the actor is the creator unless allowed."""
+    now = now or utcnow()
+    values = _clean(fields, creating=True)
+    creator = values.get("creator_email") or actor.email
+    if creator != actor.email and not (actor.is_service or actor.is_admin):
+        raise Forbidden(
+            f"You are {actor.email}; only an admin or a service token may create "
+            f"a task on behalf of {creator}. Leave creator_email out to be the creator."
+        )
+    values["creator_email"] = normalize_field("creator_email", creator, required=True)
+    _check_domains(values)
+    values.setdefault("criticality", "medium")
+    values.setdefault("status", "open")
+    if values["status"] != "open":
+        raise InvalidField("status", values["status"], "a new task is always open")
+    if not values.get("thread_id"):
+        raise InvalidField("thread_id", values.get("thread_id"), "is required")
+
+    with database.atomic():
+        existing = Task.for_thread(values["thread_id"])
+        if existing is not None:
+            raise _thread_conflict(values["thread_id"], existing.id)
+        task = Task(created_at=now, modified_at=now, **values)
+        task.next_reminder_at = compute_next_reminder_at(
+            task.status, task.criticality, now
+        )
+        try:
+            with database.atomic():
+                task.save(force_insert=True)
+        except pw.IntegrityError:
+            # The unique index on thread_id: another request created the task
+            # for this thread between our check and our insert.
+            other = Task.for_thread(values["thread_id"])
+            raise _thread_conflict(values["thread_id"], other.id if other else None) from None
+        _record(task, actor, "created", None, task.subject, now)
+        if task.assigned_to:
+            _queue_assignment_notice(task, now)
+    logger.info("task %s created by %s via %s", task.id, actor.email, actor.channel)
+    task_changed.send(task, actor=actor, changes={"created": (None, task.id)})
+    return task
+
+
+def update_task(
+    actor: Actor,
+    task_id: int,
+    fields: dict[str, Any],
+    *,
+    expected_version: int | None = None,
+    now: datetime | None = None,
+) -> Task:
+    """Apply the given fields to a task and record one event per change.
+
+    Fields whose value is unchanged are ignored, so setting a status the task
+    already has changes and records nothing.
+    """
+    now = now or utcnow()
+    values = _clean(fields, creating=False)
+    _check_domains(values)
+
+    with database.atomic():
+        task = get_task(task_id)
+        if expected_version is not None and task.version != expected_version:
+            raise PreconditionFailed(
+                f"Task {task_id} changed since you read it (your ETag is version "
+                f"{expected_version}, the task is at version {task.version}). "
+                "Fetch it again and retry."
+            )
+        changes = {
+            name: (getattr(task, name), value)
+            for name, value in values.items()
+            if getattr(task, name) != value
+        }
+        if not changes:
+            return task
+        _authorize_changes(actor, task, changes)
+        _apply(task, changes, now)
+        updated = (
+            Task.update(**{name: getattr(task, name) for name in _dirty(changes)},
+                        version=Task.version + 1, modified_at=now)
+            .where((Task.id == task.id) & (Task.version == task.version))
+            .execute()
+        )
+        if updated != 1:
+            raise PreconditionFailed(
+                f"Task {task_id} was changed by someone else at the same time. "
+                "Fetch it again and retry."
+            )
+        task.version += 1
+        task.modified_at = now
+        for name, (old, new) in changes.items():
+            _record(task, actor, name, old, new, now)
+        if "assigned_to" in changes and task.assigned_to:
+            _queue_assignment_notice(task, now)
+    logger.info(
+        "task %s changed by %s via %s: %s",
+        task.id, actor.email, actor.channel, ", ".join(changes),
+    )
+    task_changed.send(task, actor=actor, changes=changes)
+    return task
+
+
+def delete_task(actor: Actor, task_id: int) -> None:
+    """Delete a task with its history; only admins may."""
+    if not actor.is_admin:
+        raise Forbidden(
+            f"Only an admin can delete a task, and {actor.email} is not one. "
+            "Admins are listed in ADMIN_EMAILS."
+        )
+    with database.atomic():
+        task = get_task(task_id)
+        task.delete_instance()
+    logger.info("task %s deleted by %s via %s", task_id, actor.email, actor.channel)
+
+
+def _clean(fields: dict[str, Any], *, creating: bool) -> dict[str, Any]:
+    """Validate and normalise incoming field values; raise InvalidField."""
+    allowed = (*UPDATABLE_FIELDS, "creator_email") if creating else UPDATABLE_FIELDS
+    values: dict[str, Any] = {}
+    for name, value in fields.items():
+        if name not in allowed:
+            raise InvalidField(
+                name, value, f"is not a field that can be set; use {', '.join(allowed)}"
+            )
+        if name in ADDRESS_FIELDS:
+            values[name] = normalize_field(name, value)
+        elif name == "status":
+            values[name] = _choice(name, value, STATUSES)
+        elif name == "criticality":
+            values[name] = _choice(name, value, CRITICALITIES)
+        else:
+            values[name] = _text(name, value)
+    return values
+
+
+def _choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value.strip().lower() not in choices:
+        raise InvalidField(name, value, f"must be one of {', '.join(choices)}")
+    return value.strip().lower()
+
+
+def _text(name: str, value: Any) -> str:
+    if value is None:
+        value = ""
+    if not isinstance(value, str):
+        raise InvalidField(name, value, "must be a string")
+    if "\0" in value:
+        raise InvalidField(name, value, "cannot contain NUL characters")
+    if name == "html":
+        return value
+    # Subjects and ids end up in email headers: line breaks would let a value
+    # add headers of its own, so they are folded into spaces here.
+    value = " ".join(value.split()) if name == "subject" else value.strip()
+    limit = MAX_SUBJECT_LENGTH if name == "subject" else MAX_ID_LENGTH
+    if name == "latest_message_id":
+        limit = 998
+    if any(char in value for char in "\r\n"):
+        raise InvalidField(name, value, "cannot contain line breaks")
+    if len(value) > limit:
+        raise InvalidField(name, value[:40] + "...", f"is longer than {limit} characters")
+    if name == "thread_id" and not value:
+        raise InvalidField(name, value, "cannot be empty")
+    return value
+
+
+def _check_domains(values: dict[str, Any]) -> None:
+    allowed = get_settings().allowed_email_domains
+    if not allowed:
+        return
+    for name in ADDRESS_FIELDS:
+        address = values.get(name)
+        if address and domain_of(address) not in allowed:
+            raise InvalidField(
+                name,
+                address,
+                f"its domain is not in ALLOWED_EMAIL_DOMAINS ({', '.join(allowed)})",
+            )
+
+
+def _authorize_changes(actor: Actor, task: Task, changes: dict[str, tuple]) -> None:
+    new_status = changes.get("status", (None, None))[1]
+    if new_status == "closed" and actor.email != task.creator_email:
+        raise Forbidden(
+            f"Only {task.creator_email}, who created this task, can close it."
+        )
+
+
+def _apply(task: Task, changes: dict[str, tuple], now: datetime) -> None:
+    for name, (_, new) in changes.items():
+        setattr(task, name, new)
+    if "status" in changes or "criticality" in changes:
+        # A new status starts a fresh reminder period; a new criticality keeps
+        # the period's start, so raising it from low to critical makes the
+        # reminder due at the next tick instead of next week.
+        since = now if "status" in changes else (
+            task.last_reminder_at or task.created_at or now
+        )
+        task.next_reminder_at = compute_next_reminder_at(
+            task.status, task.criticality, since
+        )
+
+
+def _dirty(changes: dict[str, tuple]) -> list[str]:
+    names = list(changes)
+    if "status" in changes or "criticality" in changes:
+        names.append("next_reminder_at")
+    return names
+
+
+def _record(
+    task: Task, actor: Actor, field: str, old: Any, new: Any, now: datetime
+) -> None:
+    Event.create(
+        task=task,
+        actor=actor.email,
+        channel=actor.channel,
+        field=field,
+        old_value=None if old is None else str(old),
+        new_value=None if new is None else str(new),
+        created_at=now,
+    )
+
+
+def _queue_assignment_notice(task: Task, now: datetime) -> None:
+    """Store the "you have been assigned" email; the reminder sender delivers it."""
+    Delivery.create(
+        task=task,
+        kind="assigned",
+        recipient=task.assigned_to,
+        status="pending",
+        scheduled_at=now,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def _thread_conflict(thread_id: str, existing_id: int | None) -> Conflict:
+    return Conflict(
+        f"Thread {thread_id!r} already has task {existing_id}; "
+        f"update that task with PUT /tasks/{existing_id} instead.",
+        existing_task_id=existing_id,
+    )

@@ -1,0 +1,67 @@
+"""WSGI entry point: ``flask --app wsgi ...`` and ``gunicorn wsgi:app``."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from flask import Flask
+
+from core.config import ConfigError, Settings, load_settings, use_settings
+from core.db import database, open_database
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the Flask app: REST API, Gmail add-on, Slack and CLI commands."""
+    settings = use_settings(settings or load_settings())
+    open_database(settings.resolved_database_url)
+
+    app = Flask("threadtask")
+    app.config["SETTINGS"] = settings
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes
+
+    @app.before_request
+    def _connect() -> None:
+        database.connect(reuse_if_open=True)
+
+    @app.teardown_request
+    def _close(exc: BaseException | None) -> None:
+        if not database.is_closed():
+            database.close()
+
+    from addon import init_app as init_addon
+    from bot import init_app as init_bot
+    from core.api import init_app as init_api
+    from core.cli import init_app as init_cli
+    from scheduler import init_app as init_scheduler
+
+    init_api(app)
+    init_cli(app)
+    init_addon(app)
+    init_bot(app)
+    init_scheduler(app)
+    return app
+
+
+def _configure_logging() -> None:
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=os.environ.get("LOG_LEVEL", "INFO").upper(),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+
+
+def __getattr__(name: str) -> Flask:
+    # ``app`` is built on first access, so importing create_app (as the tests
+    # do) does not open the configured database.
+    if name != "app":
+        raise AttributeError(name)
+    _configure_logging()
+    try:
+        built = create_app()
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        raise SystemExit(2) from None
+    globals()["app"] = built
+    return built
