@@ -59,3 +59,18 @@ def all_addresses(values: list[str]) -> list[str]:
 
 def domain_of(address: str) -> str:
     return address.rsplit("@", 1)[-1]
+
+
+def normalize_message_id(value: str | None) -> str:
+    """Return a Message-ID in its header form ``<id@host>``, or "" if empty.
+
+    Message-IDs are stored and compared in this form everywhere: tasks,
+    mail messages and deliveries.
+    """
+    text = (value or "").strip()
+    if not text:
+        return ""
+    if "<" in text and ">" in text:
+        text = text[text.index("<") + 1 : text.index(">", text.index("<"))]
+    text = "".join(text.split()).strip("<>")
+    return f"<{text}>" if text else ""
