@@ -1,0 +1,112 @@
+"""Flask CLI commands, start-up configuration and the package layout."""
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from core.config import ConfigError, load_settings
+from core.models import ApiToken
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_init_db_twice(runner):
+    first = runner.invoke(args=["init-db"])
+    second = runner.invoke(args=["init-db"])
+
+    assert first.exit_code == 0, first.output
+    assert second.exit_code == 0
+    assert "up to date" in second.output
+
+
+def test_create_token_prints_secret(runner):
+    result = runner.invoke(args=["create-token", "Carol <Carol@Example.com>", "--service"])
+
+    assert result.exit_code == 0, result.output
+    secret = result.stdout.strip().splitlines()[-1]
+    assert secret.startswith("tt_")
+    row = ApiToken.get()
+    assert row.email == "carol@example.com"
+    assert row.is_service
+
+
+def test_create_token_rejects_bad_email(runner):
+    result = runner.invoke(args=["create-token", "not-an-email"])
+
+    assert result.exit_code != 0
+    assert "not-an-email" in result.output
+    assert ApiToken.select().count() == 0
+
+
+def test_list_and_revoke_tokens(runner):
+    runner.invoke(args=["create-token", "carol@example.com"])
+
+    listed = runner.invoke(args=["list-tokens"])
+    revoked = runner.invoke(args=["revoke-token", "1"])
+    again = runner.invoke(args=["revoke-token", "1"])
+
+    assert "carol@example.com" in listed.output
+    assert "tt_" in listed.output and "active" in listed.output
+    assert revoked.exit_code == 0
+    assert again.exit_code != 0
+    assert "list-tokens" in again.output
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "words"),
+    [
+        ("REMINDER_TICK_MINUTES", "soon", ["REMINDER_TICK_MINUTES", "soon", "integer"]),
+        ("REMINDER_INTERVALS", "critical=5m", ["critical", "REMINDER_TICK_MINUTES"]),
+        ("REMINDER_INTERVALS", "urgent=1h", ["urgent", "criticality"]),
+        ("MAIL_BACKEND", "imap", ["MAIL_BACKEND", "imap", "maildir"]),
+        ("MAX_UPLOAD_BYTES", "-1", ["MAX_UPLOAD_BYTES", "greater than 0"]),
+    ],
+)
+def test_invalid_setting_names_variable(monkeypatch, variable, value, words):
+    monkeypatch.setenv(variable, value)
+
+    with pytest.raises(ConfigError) as raised:
+        load_settings(_env_file=None)
+
+    for word in words:
+        assert word in str(raised.value)
+
+
+def test_bad_setting_stops_cli_startup(tmp_path):
+    env = {**os.environ, "DATA_DIR": str(tmp_path), "REMINDER_TICK_MINUTES": "soon"}
+
+    result = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "wsgi", "init-db"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )
+
+    assert result.returncode != 0
+    assert "REMINDER_TICK_MINUTES='soon'" in result.stderr
+
+
+def test_admin_emails_parsed(monkeypatch):
+    monkeypatch.setenv("ADMIN_EMAILS", " Boss@Example.com ,ops@example.com")
+
+    settings = load_settings(_env_file=None)
+
+    assert settings.admin_emails == ("boss@example.com", "ops@example.com")
+
+
+def test_core_imports_no_channel_package():
+    forbidden = {"addon", "bot", "scheduler"}
+    offenders = []
+    for path in (ROOT / "core").rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            offenders += [f"{path}: {n}" for n in names if n.split(".")[0] in forbidden]
+
+    assert offenders == []
