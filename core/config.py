@@ -104,6 +104,7 @@ class Settings(BaseSettings):
     # Gmail add-on
     addon_service_account: str = ""
     addon_base_url: str = ""
+    addon_oauth_client_id: str = ""
 
     # Slack
     slack_signing_secret: str = ""
