@@ -1,0 +1,143 @@
+"""Parse the text of a slash command into a Command, or explain the mistake.
+
+Parsing needs neither the database nor Slack, so a mistyped command is
+answered in the acknowledgement itself.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from core.config import CRITICALITIES
+from core.emails import normalize_email
+
+# With "Escape channels, users, and links" on (``should_escape`` in the app
+# manifest), Slack sends a mention as <@U123|name> and an address as
+# <mailto:a@example.com|a@example.com>.
+# https://api.slack.com/interactivity/slash-commands#creating_commands
+_MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$")
+_MAILTO = re.compile(r"^<mailto:([^|>]+)(?:\|[^>]*)?>$")
+_TASK_ID = re.compile(r"^#?(\d{1,18})$")
+
+# Each command with the form of its arguments, in the order help lists them.
+FORMS = {
+    "help": "help",
+    "list": "list [QUERY]",
+    "show": "show ID",
+    "fixed": "fixed ID",
+    "open": "open ID",
+    "close": "close ID",
+    "crit": "crit ID LEVEL",
+    "assign": "assign ID @user-or-email",
+}
+STATUS_COMMANDS = {"fixed": "fixed", "open": "open", "close": "closed"}
+ACTION_COMMANDS = (*STATUS_COMMANDS, "crit", "assign")
+
+
+class CommandError(ValueError):
+    """The command text is malformed; ``form`` is the correct form, if known."""
+
+    def __init__(self, message: str, form: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.form = form
+
+
+@dataclass(frozen=True)
+class Assignee:
+    """Who ``assign`` names: a Slack user id, an email address, or the caller."""
+
+    slack_user_id: str = ""
+    email: str = ""
+    is_caller: bool = False
+
+
+@dataclass(frozen=True)
+class Command:
+    """One parsed command: its name and the arguments it takes."""
+
+    name: str
+    task_id: int | None = None
+    query: str = ""
+    level: str = ""
+    assignee: Assignee | None = None
+
+    @property
+    def changes_task(self) -> bool:
+        return self.name in ACTION_COMMANDS
+
+
+def parse(text: str) -> Command:
+    """Parse the text after the command name; raise CommandError if malformed."""
+    words = text.split()
+    if not words:
+        return Command("help")
+
+    name = words[0].lower()
+    args = words[1:]
+    if name not in FORMS:
+        raise CommandError(f"{words[0]!r} is not a command.")
+
+    if name == "help":
+        return Command("help")
+    if name == "list":
+        return Command("list", query=text.strip()[len(words[0]) :].strip())
+
+    expected = 2 if name in ("crit", "assign") else 1
+    if len(args) != expected:
+        raise CommandError(_count_message(name, expected, len(args)), FORMS[name])
+    task_id = _task_id(args[0], name)
+
+    if name == "crit":
+        return Command(name, task_id=task_id, level=_level(args[1]))
+    if name == "assign":
+        return Command(name, task_id=task_id, assignee=_assignee(args[1]))
+    return Command(name, task_id=task_id)
+
+
+def _count_message(name: str, expected: int, given: int) -> str:
+    wanted = "a task id" if expected == 1 else "a task id and one more argument"
+    return f"{name} takes {wanted}, but {given} arguments were given."
+
+
+def _task_id(word: str, name: str) -> int:
+    match = _TASK_ID.match(word)
+    if not match or int(match.group(1)) == 0:
+        raise CommandError(
+            f"{word!r} is not a task id; an id is a positive number such as 42.",
+            FORMS[name],
+        )
+    return int(match.group(1))
+
+
+def _level(word: str) -> str:
+    level = word.lower()
+    if level not in CRITICALITIES:
+        raise CommandError(
+            f"{word!r} is not a criticality; use one of {', '.join(CRITICALITIES)}.",
+            FORMS["crit"],
+        )
+    return level
+
+
+def _assignee(word: str) -> Assignee:
+    if word.lower() == "me":
+        return Assignee(is_caller=True)
+    mention = _MENTION.match(word)
+    if mention:
+        return Assignee(slack_user_id=mention.group(1))
+
+    mailto = _MAILTO.match(word)
+    address = mailto.group(1) if mailto else word
+    try:
+        email = normalize_email(address)
+    except ValueError:
+        email = ""
+    if not email:
+        raise CommandError(
+            f"{word!r} is neither a Slack mention nor an email address; mention "
+            "the person with @ so Slack completes the name, or give their email.",
+            FORMS["assign"],
+        )
+    return Assignee(email=email)

@@ -1,0 +1,114 @@
+"""Who a Slack user is: the verified email address of their Slack profile."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
+
+from core.emails import normalize_email
+
+logger = logging.getLogger(__name__)
+
+# Profiles change rarely, and a changed email takes effect after this long.
+PROFILE_TTL_SECONDS = 600.0
+
+
+class IdentityUnavailable(Exception):
+    """Slack could not be asked who the user is; ``detail`` says why."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class SlackIdentity:
+    """A Slack user and the verified email they act as ("" if none)."""
+
+    user_id: str
+    email: str
+    reason: str = ""
+
+
+class IdentityCache:
+    """Looks users up with ``users.info`` and keeps each answer for a while."""
+
+    def __init__(
+        self,
+        ttl_seconds: float = PROFILE_TTL_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.ttl_seconds = ttl_seconds
+        self.clock = clock
+        self._entries: dict[str, tuple[float, SlackIdentity]] = {}
+        self._lock = threading.Lock()
+
+    def lookup(self, client: WebClient, user_id: str) -> SlackIdentity:
+        """Return the identity of ``user_id``, from the cache if still fresh."""
+        now = self.clock()
+        with self._lock:
+            entry = self._entries.get(user_id)
+        if entry and now - entry[0] < self.ttl_seconds:
+            return entry[1]
+
+        identity = _fetch(client, user_id)
+        with self._lock:
+            self._entries[user_id] = (now, identity)
+            expired = [
+                key for key, (stored, _) in self._entries.items()
+                if now - stored >= self.ttl_seconds
+            ]
+            for key in expired:
+                del self._entries[key]
+        return identity
+
+
+def _fetch(client: WebClient, user_id: str) -> SlackIdentity:
+    try:
+        response = client.users_info(user=user_id)
+    except SlackApiError as exc:
+        error = exc.response.get("error", "unknown_error")
+        logger.warning("users.info failed for Slack user %s: %s", user_id, error)
+        raise IdentityUnavailable(
+            f"Slack did not return your profile ({error}), so I cannot tell who "
+            "you are. Try again in a minute."
+        ) from None
+    except SlackClientError as exc:
+        logger.warning("users.info failed for Slack user %s: %s", user_id, exc)
+        raise IdentityUnavailable(
+            "Slack could not be reached to look up your profile. Try again in a minute."
+        ) from None
+
+    return identity_from_user(user_id, response.get("user") or {})
+
+
+def identity_from_user(user_id: str, user: dict) -> SlackIdentity:
+    """Build the identity from a ``users.info`` user object."""
+    if user.get("is_bot") or user.get("deleted"):
+        return SlackIdentity(user_id, "", "the Slack user is a bot or deactivated")
+
+    raw_email = (user.get("profile") or {}).get("email") or ""
+    try:
+        email = normalize_email(raw_email)
+    except ValueError:
+        email = ""
+    if not email:
+        return SlackIdentity(
+            user_id,
+            "",
+            "the Slack profile has no email address that this app may read, "
+            "and every task change is made in the name of an email address",
+        )
+    # Slack sends is_email_confirmed only in some workspaces; when it is
+    # present and false, the address was never verified.
+    if user.get("is_email_confirmed") is False:
+        return SlackIdentity(
+            user_id, "", f"the Slack email address {email} is not confirmed yet"
+        )
+    return SlackIdentity(user_id, email)

@@ -1,0 +1,175 @@
+"""The bolt App: request verification, the slash command and its replies.
+
+Bolt checks each request's signature over the raw body and rejects requests
+signed more than five minutes ago before any listener runs. The command's
+``ack`` listener only parses the text, so Slack gets its answer well within
+its three-second limit; identity look-ups, database work and the reply run
+afterwards in a lazy listener, which answers through ``respond``.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+from slack_bolt import Ack, App, BoltRequest, Respond
+from slack_sdk import WebClient
+
+from bot import actions, dedup, views
+from bot.commands import FORMS, Command, CommandError, parse
+from bot.identity import IdentityCache, IdentityUnavailable, SlackIdentity
+from core.config import Settings
+from core.db import database
+from core.errors import NotFound, TaskError
+
+logger = logging.getLogger(__name__)
+
+# Seconds the Web API client waits for Slack before giving up.
+WEB_API_TIMEOUT = 10
+
+
+def build_client(settings: Settings) -> WebClient:
+    return WebClient(
+        token=settings.slack_bot_token,
+        base_url=settings.slack_api_base_url,
+        timeout=WEB_API_TIMEOUT,
+    )
+
+
+def build_app(
+    settings: Settings, client: WebClient, executor: ThreadPoolExecutor
+) -> App:
+    """Build the bolt App with the slash command registered."""
+    bolt = App(
+        name="threadtask",
+        signing_secret=settings.slack_signing_secret,
+        client=client,
+        # Checking the token here would call Slack whenever the web app is
+        # built, CLI commands included; bolt checks it on the first request.
+        token_verification_enabled=False,
+        listener_executor=executor,
+        logger=logging.getLogger("bot.bolt"),
+    )
+    handler = CommandHandler(settings, IdentityCache())
+    bolt.command(settings.slack_command)(
+        ack=handler.acknowledge, lazy=[handler.answer]
+    )
+    return bolt
+
+
+class CommandHandler:
+    """The two listeners of the slash command and the state they share."""
+
+    def __init__(self, settings: Settings, identities: IdentityCache) -> None:
+        self.settings = settings
+        self.identities = identities
+
+    def acknowledge(self, ack: Ack, command: dict) -> None:
+        """Answer help and malformed commands at once; acknowledge the rest."""
+        try:
+            parsed = parse(command.get("text", ""))
+        except CommandError as exc:
+            text, blocks = views.problem(
+                exc.message, self.settings.slack_command, exc.form
+            )
+            ack(text=text, blocks=blocks, response_type="ephemeral")
+            return
+
+        if parsed.name == "help":
+            text, blocks = views.help_message(self.settings.slack_command)
+            ack(text=text, blocks=blocks, response_type="ephemeral")
+            return
+        ack()
+
+    def answer(
+        self, command: dict, body: dict, request: BoltRequest,
+        client: WebClient, respond: Respond,
+    ) -> None:
+        """Run the command after the acknowledgement and send the reply."""
+        try:
+            parsed = parse(command.get("text", ""))
+        except CommandError:
+            return
+        if parsed.name == "help":
+            return
+
+        user_id = command.get("user_id", "")
+        retry = request.headers.get("x-slack-retry-num", [""])[0]
+        if retry:
+            logger.info(
+                "Slack user %s: retry %s of a %s command", user_id, retry, parsed.name
+            )
+        try:
+            with database.connection_context():
+                reply = self.run(parsed, user_id, client, body, request.raw_body)
+        except Exception:
+            logger.exception("Slack user %s: %s command failed", user_id, parsed.name)
+            reply = actions.problem_reply(
+                "Something failed on the server, and the error is logged. "
+                "Try again later.",
+                self.settings,
+                None,
+            )
+
+        if reply is None:
+            return
+        respond(text=reply.text, blocks=reply.blocks, response_type="ephemeral")
+        if reply.announcement and self.settings.slack_announce:
+            respond(text=views.escape(reply.announcement), response_type="in_channel")
+
+    def run(
+        self, command: Command, user_id: str, client: WebClient,
+        body: dict, raw_body: str,
+    ) -> actions.Reply | None:
+        """Return the reply to ``command``, or None for an applied retry."""
+        try:
+            caller = self.identities.lookup(client, user_id)
+        except IdentityUnavailable as exc:
+            return actions.problem_reply(exc.detail, self.settings, None)
+
+        try:
+            if command.name == "list":
+                return actions.list_tasks(command, caller, self.settings)
+            if command.name == "show":
+                return actions.show_task(command, self.settings)
+            return self.change(command, caller, client, body, raw_body)
+        except (TaskError, CommandError) as exc:
+            return self.refusal(command, exc)
+
+    def change(
+        self, command: Command, caller: SlackIdentity, client: WebClient,
+        body: dict, raw_body: str,
+    ) -> actions.Reply | None:
+        """Apply a change once, however often Slack sends the request."""
+        if not caller.email:
+            return actions.problem_reply(
+                f"You cannot change tasks from Slack because {caller.reason}. "
+                "Ask a Slack admin to add a verified email address to your profile.",
+                self.settings,
+                None,
+            )
+
+        key = dedup.request_key(body, raw_body)
+        if not dedup.claim(key):
+            logger.info(
+                "Slack user %s: %s of task %s was applied already; not again",
+                caller.user_id, command.name, command.task_id,
+            )
+            return None
+        try:
+            return actions.change_task(
+                command, caller, client, self.identities, self.settings
+            )
+        except BaseException:
+            # The change was not applied, so a retry may try again.
+            dedup.release(key)
+            raise
+
+    def refusal(self, command: Command, exc: TaskError | CommandError) -> actions.Reply:
+        message = exc.detail if isinstance(exc, TaskError) else exc.message
+        if isinstance(exc, NotFound):
+            message += f" `{self.settings.slack_command} list` shows your tasks."
+        form = exc.form if isinstance(exc, CommandError) else None
+        return actions.problem_reply(
+            message, self.settings, form or FORMS[command.name]
+        )
