@@ -1,7 +1,39 @@
 """Clock and reminder sender processes."""
 
-from flask import Flask
+from __future__ import annotations
+
+import threading
+
+import click
+from flask import Flask, current_app
 
 
 def init_app(app: Flask) -> None:
     """Register the scheduler's CLI commands on ``app``."""
+    app.cli.add_command(send_reminders)
+    app.cli.add_command(deliver_reminders)
+
+
+@click.command("send-reminders")
+def send_reminders() -> None:
+    """Create the reminders that are due now and put them on the queue."""
+    from core.db import database
+    from scheduler.clock import tick
+    from scheduler.queue import open_queue
+
+    queue = open_queue(current_app.config["SETTINGS"], consumer=False)
+    try:
+        with database.connection_context():
+            put = tick(queue)
+    finally:
+        queue.close()
+    click.echo(f"Put {put} deliveries on the queue.")
+
+
+@click.command("deliver-reminders")
+def deliver_reminders() -> None:
+    """Send everything on the queue, then exit. Run no worker at the same time."""
+    from scheduler.worker import run
+
+    handled = run(current_app.config["SETTINGS"], burst=True, stop=threading.Event())
+    click.echo(f"Handled {handled} deliveries.")

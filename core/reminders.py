@@ -1,0 +1,667 @@
+"""Reminder rules: which tasks are due, who is reminded, and one delivery.
+
+The Delivery table is the source of truth. A delivery moves through
+``pending`` (stored, not yet on the queue), ``queued``, ``sending`` (claimed
+by a sender, recorded before the email leaves) and ends as ``sent``,
+``failed`` or ``skipped``. Every change of status is a conditional UPDATE
+that names the status it expects, so two clocks or a restarted sender that
+race on one row never both act on it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+import html
+from email import policy
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+
+import peewee as pw
+
+from core.config import Settings, get_settings
+from core.db import database
+from core.emails import domain_of, normalize_message_id
+from core.models import BaseModel, Delivery, MailMessage, Task
+from core.outbound import DeliveryError, Outgoing, Transport
+from core.timeutil import isoformat, utcnow
+
+logger = logging.getLogger(__name__)
+
+KIND_BY_STATUS = {"open": "open_reminder", "fixed": "fixed_reminder"}
+STATUS_BY_KIND = {kind: status for status, kind in KIND_BY_STATUS.items()}
+REMINDER_KINDS = tuple(KIND_BY_STATUS.values())
+ASSIGNED = "assigned"
+
+UNFINISHED = ("pending", "queued", "sending")
+IN_FLIGHT = ("queued", "sending")
+
+# Tasks handled per query by the tick, and deliveries moved to the queue per
+# query; both bound the memory a tick needs whatever the table size.
+BATCH_SIZE = 500
+
+# Seconds before the next try after a transient failure, by attempt number;
+# the last value repeats.
+RETRY_DELAYS = (60, 300, 900)
+
+
+class DeliveryAttempt(BaseModel):
+    """One try at sending a delivery, with its outcome and duration.
+
+    An attempt whose outcome is still empty when another sender picks the
+    delivery up was interrupted: its process died between claiming the row
+    and recording the result.
+    """
+
+    delivery = pw.ForeignKeyField(Delivery, backref="attempt_rows", on_delete="CASCADE")
+    number = pw.IntegerField()
+    started_at = pw.DateTimeField()
+    finished_at = pw.DateTimeField(null=True)
+    # "", "sent", "failed", "retry" or "interrupted".
+    outcome = pw.CharField(max_length=16, default="")
+    error = pw.TextField(default="")
+    duration_ms = pw.IntegerField(null=True)
+
+
+@dataclass
+class TickResult:
+    """What one pass of ``enqueue_due_reminders`` did."""
+
+    due: int = 0
+    created: int = 0
+    skipped: int = 0
+    already_waiting: int = 0
+
+
+def enqueue_due_reminders(
+    now: datetime | None = None, *, batch_size: int = BATCH_SIZE
+) -> TickResult:
+    """Create one pending reminder per due task and advance its schedule.
+
+    Due tasks come from one indexed query on ``Task.next_reminder_at``, in
+    batches. A task whose reminder of the same kind is still unfinished gets
+    no second one, so the queue stays bounded while the sender is down; its
+    schedule still advances.
+    """
+    now = now or utcnow()
+    settings = get_settings()
+    result = TickResult()
+    while True:
+        rows = list(
+            Task.due(now)
+            .select(
+                Task.id,
+                Task.status,
+                Task.criticality,
+                Task.assigned_to,
+                Task.creator_email,
+            )
+            .limit(batch_size)
+            .tuples()
+        )
+        if not rows:
+            break
+
+        with database.atomic():
+            advanced = _advance_schedule(rows, now, settings)
+            _create_reminders(rows, advanced, now, settings, result)
+        result.due += len(advanced)
+
+        # A batch in which no row changed would be selected again forever.
+        if len(rows) < batch_size or not advanced:
+            break
+
+    logger.info(
+        "tick at %s: %d due, %d reminders created, %d skipped, %d already waiting",
+        isoformat(now), result.due, result.created, result.skipped,
+        result.already_waiting,
+    )
+    return result
+
+
+def _advance_schedule(
+    rows: list[tuple], now: datetime, settings: Settings
+) -> set[int]:
+    """Move each task's next reminder one interval past ``now``.
+
+    Returns the ids this process advanced. The ``next_reminder_at <= now``
+    condition makes a second clock that selected the same rows get nothing
+    back, so only one of them creates the reminders.
+    """
+    groups: dict[str | None, list[int]] = {}
+    for task_id, status, criticality, *_ in rows:
+        key = None if status not in KIND_BY_STATUS else criticality
+        groups.setdefault(key, []).append(task_id)
+
+    advanced: set[int] = set()
+    for criticality, ids in groups.items():
+        next_at = None if criticality is None else now + settings.intervals[criticality]
+        query = (
+            Task.update(next_reminder_at=next_at)
+            .where(Task.id.in_(ids) & (Task.next_reminder_at <= now))
+            .returning(Task.id)
+        )
+        changed = {row.id for row in query.execute()}
+        if criticality is not None:
+            advanced |= changed
+    return advanced
+
+
+def _create_reminders(
+    rows: list[tuple],
+    advanced: set[int],
+    now: datetime,
+    settings: Settings,
+    result: TickResult,
+) -> None:
+    if not advanced:
+        return
+
+    waiting = set(
+        Delivery.select(Delivery.task, Delivery.kind)
+        .where(
+            Delivery.task.in_(list(advanced))
+            & Delivery.kind.in_(REMINDER_KINDS)
+            & Delivery.status.in_(UNFINISHED)
+        )
+        .tuples()
+    )
+    new_rows = []
+    for task_id, status, _, assigned_to, creator_email in rows:
+        kind = KIND_BY_STATUS.get(status)
+        if task_id not in advanced or kind is None:
+            continue
+        if (task_id, kind) in waiting:
+            result.already_waiting += 1
+            continue
+        recipient, reason = resolve_recipient(
+            kind, assigned_to, creator_email, settings
+        )
+        new_rows.append(
+            {
+                "task": task_id,
+                "kind": kind,
+                "recipient": recipient,
+                "status": "skipped" if reason else "pending",
+                "error": reason,
+                "scheduled_at": now,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+        if reason:
+            result.skipped += 1
+        else:
+            result.created += 1
+    if new_rows:
+        Delivery.insert_many(new_rows).execute()
+
+
+def resolve_recipient(
+    kind: str, assigned_to: str, creator_email: str, settings: Settings
+) -> tuple[str, str]:
+    """Return ``(recipient, "")``, or ``("", reason)`` when there is nobody."""
+    if kind == "fixed_reminder":
+        return creator_email, ""
+    if assigned_to:
+        return assigned_to, ""
+    if kind == "open_reminder" and settings.triage_email:
+        return settings.triage_email.strip().lower(), ""
+    return "", "The task has no assignee and TRIAGE_EMAIL is not set."
+
+
+def queue_due_deliveries(now: datetime | None = None, *, limit: int = BATCH_SIZE) -> list[int]:
+    """Mark up to ``limit`` pending, due deliveries as queued; return their ids.
+
+    The caller puts each returned id on the queue. If that put fails, the row
+    stays queued without a message, and ``in_flight_delivery_ids`` lets the
+    next tick put it again.
+    """
+    now = now or utcnow()
+    candidates = [
+        delivery_id
+        for (delivery_id,) in Delivery.select(Delivery.id)
+        .where((Delivery.status == "pending") & (Delivery.scheduled_at <= now))
+        .order_by(Delivery.scheduled_at, Delivery.id)
+        .limit(limit)
+        .tuples()
+    ]
+    if not candidates:
+        return []
+
+    query = (
+        Delivery.update(status="queued", updated_at=now)
+        .where(Delivery.id.in_(candidates) & (Delivery.status == "pending"))
+        .returning(Delivery.id)
+    )
+    return sorted(row.id for row in query.execute())
+
+
+def in_flight_delivery_ids() -> list[int]:
+    """Return the ids of deliveries that are queued or being sent."""
+    return [
+        delivery_id
+        for (delivery_id,) in Delivery.select(Delivery.id)
+        .where(Delivery.status.in_(IN_FLIGHT))
+        .order_by(Delivery.id)
+        .tuples()
+    ]
+
+
+def deliver(delivery_id: int, transport: Transport, *, now: datetime | None = None) -> str:
+    """Send one delivery unless it is no longer wanted; return its outcome.
+
+    The outcome is "sent", "skipped", "failed", "retry" (a transient failure,
+    tried again after a delay), or "ignored" when another process already
+    handled the row or the message was a duplicate.
+    """
+    now = now or utcnow()
+    settings = get_settings()
+    delivery = Delivery.get_or_none(Delivery.id == delivery_id)
+    if delivery is None:
+        logger.info("delivery %s no longer exists; its task was deleted", delivery_id)
+        return "ignored"
+    if delivery.status not in IN_FLIGHT:
+        logger.debug("delivery %s is %s; nothing to send", delivery_id, delivery.status)
+        return "ignored"
+
+    task = Task.get_by_id(delivery.task_id)
+    if delivery.status == "sending":
+        return _resume_interrupted(delivery, task, transport, settings, now)
+
+    reason = skip_reason(task, delivery, settings, now)
+    if reason:
+        return _skip(delivery, task, reason, now)
+
+    recipient, _ = _current_recipient(task, delivery, settings)
+    attempt = _claim(delivery, now, recipient=recipient, message_id=_new_message_id(delivery, settings))
+    if attempt is None:
+        return "ignored"
+
+    return _send(delivery, task, attempt, transport, settings, now)
+
+
+def skip_reason(task: Task, delivery: Delivery, settings: Settings, now: datetime) -> str:
+    """Return why this delivery must not be sent now, or "" to send it."""
+    if task.status == "closed":
+        return "The task is closed."
+    if delivery.kind == ASSIGNED:
+        if task.assigned_to != delivery.recipient:
+            return "The task was assigned to someone else before this notice went out."
+        return ""
+
+    expected = STATUS_BY_KIND.get(delivery.kind)
+    if task.status != expected:
+        return f"The task is {task.status} now, not {expected}."
+
+    interval = settings.intervals[task.criticality]
+    if task.last_reminder_at is not None:
+        since = now - task.last_reminder_at
+        if since < interval - _send_delay_allowance(settings):
+            return (
+                f"The last reminder went out at {isoformat(task.last_reminder_at)}, "
+                f"less than the interval of {interval} ago."
+            )
+
+    _, reason = _current_recipient(task, delivery, settings)
+    return reason
+
+
+def _send_delay_allowance(settings: Settings) -> timedelta:
+    # Reminders are scheduled on tick boundaries but leave when the sender
+    # gets to them, so two on-time reminders can be a little less than one
+    # interval apart; half a tick of slack keeps those from being skipped.
+    return timedelta(minutes=settings.reminder_tick_minutes) / 2
+
+
+def _current_recipient(task: Task, delivery: Delivery, settings: Settings) -> tuple[str, str]:
+    if delivery.kind == ASSIGNED:
+        return delivery.recipient, ""
+    return resolve_recipient(delivery.kind, task.assigned_to, task.creator_email, settings)
+
+
+def _new_message_id(delivery: Delivery, settings: Settings) -> str:
+    if delivery.message_id:
+        return delivery.message_id
+    return make_msgid(
+        idstring=f"threadtask.{delivery.id}", domain=domain_of(settings.mailbox_address)
+    )
+
+
+def _claim(
+    delivery: Delivery, now: datetime, *, recipient: str, message_id: str
+) -> DeliveryAttempt | None:
+    """Move the row to "sending" and open an attempt; None if someone else did."""
+    number = delivery.attempts + 1
+    with database.atomic():
+        changed = (
+            Delivery.update(
+                status="sending",
+                attempts=number,
+                recipient=recipient,
+                message_id=message_id,
+                updated_at=now,
+            )
+            .where(
+                (Delivery.id == delivery.id)
+                & (Delivery.status == delivery.status)
+                & (Delivery.attempts == delivery.attempts)
+            )
+            .execute()
+        )
+        if changed != 1:
+            logger.info("delivery %s was claimed by another sender", delivery.id)
+            return None
+        attempt = DeliveryAttempt.create(delivery=delivery.id, number=number, started_at=now)
+
+    delivery.status = "sending"
+    delivery.attempts = number
+    delivery.recipient = recipient
+    delivery.message_id = message_id
+    return attempt
+
+
+def _send(
+    delivery: Delivery,
+    task: Task,
+    attempt: DeliveryAttempt,
+    transport: Transport,
+    settings: Settings,
+    now: datetime,
+) -> str:
+    outgoing = Outgoing(
+        delivery_id=delivery.id,
+        message=render_email(task, delivery, settings, now),
+        thread_id=task.thread_id,
+    )
+    started = time.monotonic()
+    try:
+        provider_id = transport.send(outgoing)
+    except DeliveryError as exc:
+        return _record_failure(delivery, task, attempt, exc, settings, now, started)
+
+    _record_sent(delivery, task, attempt, provider_id, now, started)
+    return "sent"
+
+
+def _resume_interrupted(
+    delivery: Delivery, task: Task, transport: Transport, settings: Settings, now: datetime
+) -> str:
+    """Finish a delivery whose sender died after claiming it.
+
+    The email may or may not have left. If the transport finds it, only the
+    record is written. Otherwise it is sent again with the same Message-ID;
+    when the transport cannot confirm sends exactly (Gmail), a second
+    interruption stops the delivery as failed so a recipient gets at most
+    one duplicate.
+    """
+    outgoing = Outgoing(
+        delivery_id=delivery.id,
+        message=render_email(task, delivery, settings, now),
+        thread_id=task.thread_id,
+    )
+    interrupted = _mark_interrupted(delivery, now)
+    provider_id = transport.find_sent(outgoing)
+    attempt = _claim(delivery, now, recipient=delivery.recipient, message_id=delivery.message_id)
+    if attempt is None:
+        return "ignored"
+
+    if provider_id:
+        logger.warning(
+            "delivery %s for task %s was sent before its sender stopped; recording it",
+            delivery.id, task.id,
+        )
+        _record_sent(delivery, task, attempt, provider_id, now, time.monotonic())
+        return "sent"
+
+    reason = skip_reason(task, delivery, settings, now)
+    if reason:
+        _finish_attempt(attempt, "failed", reason, now, time.monotonic())
+        return _skip(delivery, task, reason, now)
+
+    if interrupted >= 2 and not transport.confirms_sends:
+        error = (
+            f"{interrupted} attempts stopped before their outcome was recorded and "
+            "the transport cannot confirm whether the email left; it is not sent "
+            "again, so the recipient gets at most one duplicate."
+        )
+        return _record_failure(
+            delivery, task, attempt, DeliveryError(error, permanent=True), settings,
+            now, time.monotonic(),
+        )
+
+    logger.warning(
+        "delivery %s for task %s was interrupted before it was recorded; sending it again",
+        delivery.id, task.id,
+    )
+    return _send(delivery, task, attempt, transport, settings, now)
+
+
+def _mark_interrupted(delivery: Delivery, now: datetime) -> int:
+    """Close unfinished attempts as interrupted; return how many ever were."""
+    (
+        DeliveryAttempt.update(outcome="interrupted", finished_at=now)
+        .where((DeliveryAttempt.delivery == delivery.id) & (DeliveryAttempt.outcome == ""))
+        .execute()
+    )
+    return (
+        DeliveryAttempt.select()
+        .where(
+            (DeliveryAttempt.delivery == delivery.id)
+            & (DeliveryAttempt.outcome == "interrupted")
+        )
+        .count()
+    )
+
+
+def _skip(delivery: Delivery, task: Task, reason: str, now: datetime) -> str:
+    changed = (
+        Delivery.update(status="skipped", error=reason, updated_at=now)
+        .where((Delivery.id == delivery.id) & (Delivery.status == delivery.status))
+        .execute()
+    )
+    if changed != 1:
+        return "ignored"
+    logger.info("delivery %s for task %s skipped: %s", delivery.id, task.id, reason)
+    return "skipped"
+
+
+def _record_sent(
+    delivery: Delivery,
+    task: Task,
+    attempt: DeliveryAttempt,
+    provider_id: str,
+    now: datetime,
+    started: float,
+) -> None:
+    with database.atomic():
+        (
+            Delivery.update(
+                status="sent",
+                sent_at=now,
+                provider_message_id=provider_id,
+                error="",
+                updated_at=now,
+            )
+            .where((Delivery.id == delivery.id) & (Delivery.status == "sending"))
+            .execute()
+        )
+        duration_ms = _finish_attempt(attempt, "sent", "", now, started)
+        if delivery.kind in REMINDER_KINDS:
+            Task.update(last_reminder_at=now).where(Task.id == task.id).execute()
+        _record_outbound_message(delivery, task)
+    logger.info(
+        "delivery %s (%s) for task %s sent as %s in %d ms",
+        delivery.id, delivery.kind, task.id, provider_id, duration_ms,
+    )
+
+
+def _record_outbound_message(delivery: Delivery, task: Task) -> None:
+    try:
+        with database.atomic():
+            MailMessage.create(
+                message_id=delivery.message_id,
+                task=task.id,
+                direction="out",
+                thread_id=task.thread_id,
+                outcome="sent",
+                sender=get_settings().mailbox_address,
+                subject=task.subject,
+            )
+    except pw.IntegrityError:
+        # The unique Message-ID: the mail reader saw this email in the
+        # mailbox and recorded it before the sender got here.
+        pass
+
+
+def _record_failure(
+    delivery: Delivery,
+    task: Task,
+    attempt: DeliveryAttempt,
+    exc: DeliveryError,
+    settings: Settings,
+    now: datetime,
+    started: float,
+) -> str:
+    final = exc.permanent or delivery.attempts >= settings.send_max_attempts
+    with database.atomic():
+        if final:
+            values = {"status": "failed"}
+        else:
+            delay = RETRY_DELAYS[min(delivery.attempts, len(RETRY_DELAYS)) - 1]
+            values = {"status": "pending", "scheduled_at": now + timedelta(seconds=delay)}
+        (
+            Delivery.update(error=exc.message, updated_at=now, **values)
+            .where((Delivery.id == delivery.id) & (Delivery.status == "sending"))
+            .execute()
+        )
+        _finish_attempt(attempt, "failed" if final else "retry", exc.message, now, started)
+
+    if final:
+        logger.error(
+            "delivery %s for task %s failed after %d attempts: %s",
+            delivery.id, task.id, delivery.attempts, exc.message,
+        )
+        return "failed"
+    logger.warning(
+        "delivery %s for task %s failed (attempt %d of %d), trying again at %s: %s",
+        delivery.id, task.id, delivery.attempts, settings.send_max_attempts,
+        isoformat(values["scheduled_at"]), exc.message,
+    )
+    return "retry"
+
+
+def _finish_attempt(
+    attempt: DeliveryAttempt, outcome: str, error: str, now: datetime, started: float
+) -> int:
+    duration_ms = int((time.monotonic() - started) * 1000)
+    (
+        DeliveryAttempt.update(
+            outcome=outcome, error=error, finished_at=now, duration_ms=duration_ms
+        )
+        .where(DeliveryAttempt.id == attempt.id)
+        .execute()
+    )
+    return duration_ms
+
+
+# Marks every email the product sends, with the delivery id as value, so the
+# mail reader can tell our own replies from people's.
+DELIVERY_HEADER = "X-Threadtask-Delivery"
+
+INTRODUCTIONS = {
+    "assigned": "You have been assigned this task, please check.",
+    "open_reminder": "This task is still open and assigned to you. Please deal "
+    "with it, or mark it fixed when it is done.",
+    "triage": "This task is open and nobody is assigned to it. Please assign it "
+    "to someone.",
+    "fixed_reminder": "This task was marked fixed. Please verify the fix and "
+    "close the task, or reopen it if the problem remains.",
+}
+
+
+def render_email(
+    task: Task, delivery: Delivery, settings: Settings, now: datetime
+) -> EmailMessage:
+    """Build the email for a delivery as a reply in the task's thread.
+
+    Every header value built from stored text goes through ``_header_text``,
+    which folds line breaks into spaces, so no value can add a header.
+    """
+    link = f"{settings.public_base_url.rstrip('/')}/tasks/{task.id}"
+    intro_key = delivery.kind
+    if delivery.kind == "open_reminder" and not task.assigned_to:
+        intro_key = "triage"
+    facts = [
+        ("Task", _header_text(task.subject) or f"Task {task.id}"),
+        ("Status", task.status),
+        ("Criticality", task.criticality),
+        ("Assignee", task.assigned_to or "nobody"),
+        ("Link", link),
+    ]
+
+    message = EmailMessage(policy=policy.SMTP)
+    message["From"] = _header_text(settings.mailbox_address)
+    message["To"] = _header_text(delivery.recipient)
+    message["Subject"] = reply_subject(task)
+    message["Date"] = format_datetime(now.replace(tzinfo=timezone.utc))
+    message["Message-ID"] = normalize_message_id(delivery.message_id)
+    references = _references(task)
+    if references:
+        message["In-Reply-To"] = references[-1]
+        message["References"] = " ".join(references)
+    message["Auto-Submitted"] = "auto-generated"
+    message["X-Auto-Response-Suppress"] = "All"
+    message[DELIVERY_HEADER] = str(delivery.id)
+
+    text_lines = [INTRODUCTIONS[intro_key], ""]
+    text_lines += [f"{label}: {value}" for label, value in facts]
+    message.set_content("\n".join(text_lines) + "\n")
+    message.add_alternative(_html_body(INTRODUCTIONS[intro_key], facts, link), subtype="html")
+    return message
+
+
+def reply_subject(task: Task) -> str:
+    """Return ``Re: <subject>``, keeping a subject that already starts with Re:."""
+    subject = _header_text(task.subject) or f"Task {task.id}"
+    if re.match(r"^re\s*:", subject, re.IGNORECASE):
+        return subject
+    return f"Re: {subject}"
+
+
+def _references(task: Task) -> list[str]:
+    """Return the thread's first known Message-ID and its latest, in order."""
+    latest = normalize_message_id(task.latest_message_id)
+    if not latest:
+        return []
+    first = (
+        MailMessage.select(MailMessage.message_id)
+        .where((MailMessage.task == task.id) & (MailMessage.direction == "in"))
+        .order_by(MailMessage.id)
+        .first()
+    )
+    root = normalize_message_id(first.message_id) if first else ""
+    return [root, latest] if root and root != latest else [latest]
+
+
+def _header_text(value: str) -> str:
+    return " ".join(str(value or "").split())
+
+
+def _html_body(intro: str, facts: list[tuple[str, str]], link: str) -> str:
+    rows = "\n".join(
+        f"<tr><th align=\"left\">{html.escape(label)}</th>"
+        f"<td>{html.escape(value)}</td></tr>"
+        for label, value in facts
+        if label != "Link"
+    )
+    return (
+        "<!DOCTYPE html>\n<html><body>\n"
+        f"<p>{html.escape(intro)}</p>\n"
+        f"<table>\n{rows}\n</table>\n"
+        f'<p><a href="{html.escape(link, quote=True)}">Open the task</a></p>\n'
+        "</body></html>\n"
+    )

@@ -1,0 +1,143 @@
+"""The clock process: ``python -m scheduler.clock [--once]``.
+
+It runs three jobs with ``schedule``: the reminder tick (every
+REMINDER_TICK_MINUTES), the hand-over of pending deliveries to the queue
+(every 30 seconds, so an assignment notice leaves within a minute) and the
+mail poll (every MAIL_POLL_MINUTES). A job that raises is logged with its
+traceback and runs again at its next time; it never stops the loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime
+
+import schedule
+
+from core.config import Settings
+from core.db import database
+from core.reminders import enqueue_due_reminders, in_flight_delivery_ids, queue_due_deliveries
+from core.timeutil import utcnow
+from scheduler.queue import ReminderQueue, open_queue
+from scheduler.runtime import install_stop_handlers, start
+
+logger = logging.getLogger(__name__)
+
+DISPATCH_SECONDS = 30
+# The loop never sleeps longer than this, so a stop request is seen quickly.
+SLEEP_SLICE_SECONDS = 1.0
+
+
+def tick(queue: ReminderQueue, now: datetime | None = None) -> int:
+    """Create due reminders, queue them, and put back messages that were lost.
+
+    Returns how many messages were put on the queue.
+    """
+    now = now or utcnow()
+    enqueue_due_reminders(now)
+    put = dispatch(queue, now)
+
+    # A delivery that is queued or being sent but has no message waiting lost
+    # it (a wiped queue, a crashed worker); the queue skips ids it still has.
+    recovered = queue.enqueue(in_flight_delivery_ids())
+    if recovered:
+        logger.warning("put %d deliveries whose queue message was lost back on the queue", len(recovered))
+    return put + len(recovered)
+
+
+def dispatch(queue: ReminderQueue, now: datetime | None = None) -> int:
+    """Put every pending, due delivery on the queue; return how many."""
+    now = now or utcnow()
+    total = 0
+    while True:
+        ids = queue_due_deliveries(now)
+        if not ids:
+            break
+        total += len(queue.enqueue(ids))
+    if total:
+        logger.info("put %d deliveries on the queue", total)
+    return total
+
+
+def poll_mail() -> None:
+    # Imported here so a clock without the mail reader still sends reminders.
+    from core.mail import poll_mailbox_once
+
+    poll_mailbox_once()
+
+
+def run_job(name: str, job: Callable[[], object]) -> bool:
+    """Run one job in its own database connection; log and swallow failures."""
+    try:
+        with database.connection_context():
+            job()
+    except Exception:
+        logger.exception("clock job %s failed; it runs again at its next time", name)
+        return False
+    return True
+
+
+def jobs_for(queue: ReminderQueue) -> dict[str, Callable[[], object]]:
+    return {
+        "reminder-tick": lambda: tick(queue),
+        "dispatch": lambda: dispatch(queue),
+        "mail-poll": poll_mail,
+    }
+
+
+def build_scheduler(settings: Settings, queue: ReminderQueue) -> schedule.Scheduler:
+    jobs = jobs_for(queue)
+    scheduler = schedule.Scheduler()
+    scheduler.every(settings.reminder_tick_minutes).minutes.do(run_job, "reminder-tick", jobs["reminder-tick"])
+    scheduler.every(DISPATCH_SECONDS).seconds.do(run_job, "dispatch", jobs["dispatch"])
+    scheduler.every(settings.mail_poll_minutes).minutes.do(run_job, "mail-poll", jobs["mail-poll"])
+    return scheduler
+
+
+def run_once(queue: ReminderQueue) -> bool:
+    """Run every job once, in order; return False if any failed."""
+    results = [run_job(name, job) for name, job in jobs_for(queue).items()]
+    return all(results)
+
+
+def run_forever(settings: Settings, queue: ReminderQueue, stop: threading.Event) -> None:
+    scheduler = build_scheduler(settings, queue)
+    # Start with one run of everything: a clock that was down catches up now
+    # instead of a whole tick later.
+    scheduler.run_all()
+    while not stop.is_set():
+        scheduler.run_pending()
+        idle = scheduler.idle_seconds
+        stop.wait(min(SLEEP_SLICE_SECONDS, max(idle or 0.0, 0.0)) or 0.05)
+    logger.info("clock stopped")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m scheduler.clock",
+        description="Run the reminder tick, the queue hand-over and the mail poll on a schedule.",
+    )
+    parser.add_argument(
+        "--once", action="store_true", help="run every job once and exit"
+    )
+    args = parser.parse_args(argv)
+
+    settings = start("clock")
+    # The clock only produces: it must not resume the worker's messages.
+    queue = open_queue(settings, consumer=False)
+    try:
+        if args.once:
+            return 0 if run_once(queue) else 1
+        stop = threading.Event()
+        install_stop_handlers(stop)
+        run_forever(settings, queue, stop)
+    finally:
+        queue.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

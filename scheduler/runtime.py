@@ -1,0 +1,82 @@
+"""Start-up shared by the clock and the worker: logging, settings, signals."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from types import FrameType
+
+from core.config import ConfigError, Settings, load_settings, use_settings
+from core.db import open_database
+from core.emails import normalize_email
+
+logger = logging.getLogger(__name__)
+
+
+def configure_logging() -> None:
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=os.environ.get("LOG_LEVEL", "INFO").upper(),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+
+
+def check_settings(settings: Settings) -> list[str]:
+    """Return one line per reminder setting that cannot work, with a hint."""
+    problems = []
+    if settings.triage_email:
+        try:
+            normalize_email(settings.triage_email)
+        except ValueError:
+            problems.append(
+                f"TRIAGE_EMAIL={settings.triage_email!r} is not an email address; "
+                "set one such as triage@example.com, or leave it empty"
+            )
+    if not settings.public_base_url.startswith(("http://", "https://")):
+        problems.append(
+            f"PUBLIC_BASE_URL={settings.public_base_url!r} must start with http:// "
+            "or https://, because reminder emails link to the task there"
+        )
+    if settings.mail_transport == "gmail":
+        try:
+            from core.gmail import build_gmail_service  # noqa: F401
+        except ImportError:
+            problems.append(
+                "MAIL_TRANSPORT=gmail needs core.gmail, which is not installed; "
+                "use MAIL_TRANSPORT=outbox"
+            )
+    return problems
+
+
+def start(process: str) -> Settings:
+    """Load and check settings and open the database, or exit with status 2."""
+    configure_logging()
+    try:
+        settings = use_settings(load_settings())
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        raise SystemExit(2) from None
+    problems = check_settings(settings)
+    if problems:
+        print("invalid configuration:", file=sys.stderr)
+        for line in problems:
+            print(f"  {line}", file=sys.stderr)
+        raise SystemExit(2)
+    open_database(settings.resolved_database_url)
+    queue = "RQ on REDIS_URL" if settings.redis_url else str(settings.resolved_queue_dir)
+    logger.info("%s starting, queue: %s, transport: %s", process, queue, settings.mail_transport)
+    return settings
+
+
+def install_stop_handlers(stop: threading.Event) -> None:
+    """Make SIGTERM and SIGINT set ``stop``; the loop finishes its item first."""
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        logger.info("received %s, stopping after the current step", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
