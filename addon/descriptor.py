@@ -14,6 +14,7 @@ from urllib.parse import urlparse
 
 import click
 from flask import current_app
+from flask.cli import with_appcontext
 
 from addon import cards
 from addon.verify import base_url as configured_base_url
@@ -68,6 +69,7 @@ def render_descriptor(base_url: str) -> str:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the descriptor to this file instead of standard output.",
 )
+@with_appcontext
 def addon_descriptor(base_url: str | None, output: Path | None) -> None:
     """Print the add-on's deployment descriptor (appsscript.json) for BASE_URL.
 
