@@ -13,6 +13,7 @@ from google.oauth2 import id_token
 
 from core.config import get_settings
 from core.models import ApiToken
+from core.sqlcache import cached_select
 from core.timeutil import utcnow
 
 logger = logging.getLogger(__name__)
@@ -53,7 +54,13 @@ def revoke_token(token_id: int) -> bool:
 
 
 def lookup_api_token(secret: str) -> ApiToken:
-    row = ApiToken.get_or_none(ApiToken.token_hash == hash_token(secret))
+    rows = cached_select(
+        ApiToken,
+        "token-by-hash",
+        lambda: ApiToken.select().where(ApiToken.token_hash == ""),
+        [hash_token(secret)],
+    )
+    row = next(iter(rows), None)
     if row is None:
         raise AuthenticationFailed("The API token is not valid.")
     if row.revoked_at is not None:

@@ -26,16 +26,33 @@ SQLITE_PRAGMAS = {
 }
 
 
+POOL_MAX_CONNECTIONS = 32
+POOL_STALE_SECONDS = 300
+
+
 def open_database(url: str) -> peewee.Database:
     """Create the database for ``url`` and bind the shared proxy to it."""
     scheme = urlparse(url).scheme
-    if scheme.startswith("sqlite"):
+    rest = url.split(":", 1)[1]
+    # Pooled connections are reused across requests, so the SQLite pragmas
+    # and the PostgreSQL handshake run once per connection, not per request.
+    if scheme in ("sqlite", "sqlite+pool"):
         path = url.split(":///", 1)[-1].split("?", 1)[0]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        db = connect(url, pragmas=SQLITE_PRAGMAS, timeout=10)
-    elif scheme.startswith("postgres") or scheme == "psycopg2":
-        db = connect(url, autorollback=True)
+        db = connect(
+            "sqlite+pool:" + rest,
+            pragmas=SQLITE_PRAGMAS,
+            timeout=10,
+            max_connections=POOL_MAX_CONNECTIONS,
+            stale_timeout=POOL_STALE_SECONDS,
+        )
+    elif scheme in ("postgres", "postgresql", "postgres+pool", "postgresql+pool"):
+        db = connect(
+            "postgresql+pool:" + rest,
+            max_connections=POOL_MAX_CONNECTIONS,
+            stale_timeout=POOL_STALE_SECONDS,
+        )
     else:
         raise ValueError(
             f"DATABASE_URL scheme {scheme!r} is not supported; "

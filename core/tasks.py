@@ -19,6 +19,7 @@ from core.db import database
 from core.emails import domain_of, normalize_field
 from core.errors import Conflict, Forbidden, InvalidField, NotFound, PreconditionFailed
 from core.models import CHANNELS, Delivery, Event, Task
+from core.sqlcache import cached_select
 from core.timeutil import utcnow
 
 logger = logging.getLogger(__name__)
@@ -67,7 +68,10 @@ def compute_next_reminder_at(
 
 
 def get_task(task_id: int) -> Task:
-    task = Task.get_or_none(Task.id == task_id)
+    rows = cached_select(
+        Task, "task-by-id", lambda: Task.select().where(Task.id == 0), [task_id]
+    )
+    task = next(iter(rows), None)
     if task is None:
         raise NotFound(f"Task {task_id} does not exist.")
     return task

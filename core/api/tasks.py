@@ -22,6 +22,7 @@ from core.api.schemas import (
 )
 from core.models import Delivery, Event, Task
 from core.query import QueryError, compile_filter, compile_query
+from core.sqlcache import cached_select
 
 bp = Blueprint("tasks", __name__)
 
@@ -386,13 +387,23 @@ def _detail_response(task: Task) -> Response:
 def _with_history(task: Task) -> dict[str, Any]:
     data = {name: getattr(task, name) for name in task_detail.fields if hasattr(task, name)}
     data["events"] = list(
-        Event.select().where(Event.task == task.id).order_by(Event.id).limit(HISTORY_LIMIT)
+        cached_select(
+            Event,
+            "task-events",
+            lambda: Event.select().where(Event.task == 0).order_by(Event.id).limit(1),
+            [task.id, HISTORY_LIMIT],
+        )
     )
     data["reminders"] = list(
-        Delivery.select()
-        .where(Delivery.task == task.id)
-        .order_by(Delivery.id)
-        .limit(HISTORY_LIMIT)
+        cached_select(
+            Delivery,
+            "task-deliveries",
+            lambda: Delivery.select()
+            .where(Delivery.task == 0)
+            .order_by(Delivery.id)
+            .limit(1),
+            [task.id, HISTORY_LIMIT],
+        )
     )
     return data
 

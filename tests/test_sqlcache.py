@@ -1,0 +1,28 @@
+"""core.sqlcache: cached SQL text gives the same rows as a fresh query."""
+
+import pytest
+
+from core import tasks
+from core.models import Task
+from core.sqlcache import cached_select
+from tests.conftest import actor
+
+
+def by_thread():
+    return Task.select().where(Task.thread_id == "")
+
+
+def test_cached_query_reused(db):
+    tasks.create_task(actor(), {"thread_id": "a"})
+    tasks.create_task(actor(), {"thread_id": "b"})
+
+    first = [t.thread_id for t in cached_select(Task, "test-thread", by_thread, ["a"])]
+    second = [t.thread_id for t in cached_select(Task, "test-thread", by_thread, ["b"])]
+
+    assert first == ["a"]
+    assert second == ["b"]
+
+
+def test_wrong_parameter_count(db):
+    with pytest.raises(ValueError, match="takes 1 parameters"):
+        cached_select(Task, "test-thread-count", by_thread, ["a", "b"])
