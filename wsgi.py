@@ -34,10 +34,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     from bot import init_app as init_bot
     from core.api import init_app as init_api
     from core.cli import init_app as init_cli
+    from core.mail import init_app as init_mail
     from scheduler import init_app as init_scheduler
 
     init_api(app)
     init_cli(app)
+    init_mail(app)
     init_addon(app)
     init_bot(app)
     init_scheduler(app)

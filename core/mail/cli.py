@@ -1,0 +1,69 @@
+"""Flask CLI commands of the mail reader."""
+
+from __future__ import annotations
+
+import click
+from flask import Flask, current_app
+
+from core.config import ConfigError
+from core.db import database
+from core.mail.models import QuarantinedMessage
+from core.mail.poll import poll_mailbox_once
+from core.timeutil import isoformat
+
+
+def init_app(app: Flask) -> None:
+    app.cli.add_command(poll_mail)
+    app.cli.add_command(mail_errors)
+    app.cli.add_command(gmail_authorize)
+
+
+@click.command("poll-mail")
+def poll_mail() -> None:
+    """Read the new mail once (MAIL_BACKEND), then exit."""
+    handled = poll_mailbox_once(current_app.config["SETTINGS"])
+    click.echo(f"Handled {handled} message{'s' if handled != 1 else ''}.")
+
+
+@click.command("mail-errors")
+@click.option("--limit", default=50, show_default=True, help="Number of messages to list.")
+def mail_errors(limit: int) -> None:
+    """List quarantined messages, newest first: id, time, source, error, file."""
+    with database.connection_context():
+        rows = list(
+            QuarantinedMessage.select()
+            .order_by(QuarantinedMessage.created_at.desc(), QuarantinedMessage.id.desc())
+            .limit(limit)
+        )
+    if not rows:
+        click.echo("No quarantined messages.")
+        return
+    for row in rows:
+        click.echo(
+            f"{row.id}\t{isoformat(row.created_at)}\t{row.source}:{row.source_id}"
+            f"\t{row.message_id}\t{row.size} bytes\t{row.error}\t{row.raw_path}"
+        )
+
+
+@click.command("gmail-authorize")
+@click.option(
+    "--port",
+    default=0,
+    show_default=True,
+    help="Port of the local redirect server on 127.0.0.1; 0 picks a free one.",
+)
+@click.option(
+    "--no-browser",
+    is_flag=True,
+    help="Print the consent URL instead of opening a browser.",
+)
+def gmail_authorize(port: int, no_browser: bool) -> None:
+    """Authorise the Gmail mailbox once and write GMAIL_TOKEN_FILE."""
+    from core.gmail import authorize
+
+    settings = current_app.config["SETTINGS"]
+    try:
+        path = authorize(settings, port=port, open_browser=not no_browser)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Wrote the Gmail token to {path}. Set MAIL_BACKEND=gmail to read mail.")

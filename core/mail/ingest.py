@@ -1,0 +1,428 @@
+"""Store one incoming email: create or update its task, or record why not.
+
+Each message is handled in one transaction that starts by inserting its
+MailMessage row. The unique index on Message-ID makes the second attempt at
+the same message (a re-poll, a crash before the source was acknowledged, two
+pollers) fail on that insert, so nothing is created or updated twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import peewee as pw
+
+from core.config import Settings
+from core.db import database
+from core.errors import Conflict, InvalidField
+from core.mail.classify import BOUNCE, OWN, Verdict, classify, read_bounce
+from core.mail.mailbox import IncomingMessage
+from core.mail.models import QuarantinedMessage
+from core.mail.parse import ParsedMessage, generated_message_id, parse_message
+from core.models import Delivery, Event, MailMessage, Task
+from core.tasks import MAX_SUBJECT_LENGTH, Actor, create_task, update_task
+from core.timeutil import utcnow
+
+logger = logging.getLogger(__name__)
+
+CREATED = "created"
+UPDATED = "updated"
+IGNORED = "ignored"
+QUARANTINED = "quarantined"
+DUPLICATE = "duplicate"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one message."""
+
+    outcome: str
+    message_id: str
+    reason: str = ""
+    task_id: int | None = None
+
+
+class _AlreadySeen(Exception):
+    """The message's row exists: another poll or poller handled it."""
+
+
+def ingest_message(
+    incoming: IncomingMessage, settings: Settings, now: datetime | None = None
+) -> Outcome:
+    """Handle one message; a message that cannot be handled is quarantined.
+
+    Raises only when the quarantine itself cannot be written (for example
+    the database is down), so the caller leaves the message in its source.
+    """
+    now = now or utcnow()
+    size = len(incoming.raw)
+    if size > settings.max_message_bytes:
+        error = (
+            f"The message is {size} bytes, over MAX_MESSAGE_BYTES="
+            f"{settings.max_message_bytes}."
+        )
+        return quarantine(incoming, error, "", settings, now)
+
+    try:
+        parsed = parse_message(incoming.raw)
+    except Exception as exc:  # noqa: BLE001 - any parser failure quarantines
+        logger.debug("parse failed", exc_info=True)
+        return quarantine(incoming, f"Parsing failed: {exc!r}", "", settings, now)
+
+    try:
+        with database.atomic():
+            return _store(parsed, incoming, settings, now)
+    except _AlreadySeen:
+        logger.debug("message %s was already handled", parsed.message_id)
+        return Outcome(DUPLICATE, parsed.message_id, "already handled")
+    except Exception as exc:  # noqa: BLE001 - one bad message must not stop the poll
+        logger.debug("storing failed", exc_info=True)
+        error = f"Storing failed: {exc!r}"
+        return quarantine(incoming, error, parsed.message_id, settings, now)
+
+
+def _store(
+    parsed: ParsedMessage, incoming: IncomingMessage, settings: Settings, now: datetime
+) -> Outcome:
+    row = _claim(parsed, incoming, now)
+    if row.direction == "out":
+        return _finish_own(row, parsed)
+
+    verdict = _own_by_id(parsed) or classify(parsed)
+    if verdict.kind == BOUNCE:
+        outcome = _handle_bounce(parsed, verdict, now)
+    elif not verdict.makes_task:
+        outcome = Outcome(IGNORED, parsed.message_id, verdict.reason)
+    else:
+        outcome = _handle_person(parsed, incoming, settings, now)
+    return _finish(row, parsed, outcome, thread_id=incoming.thread_id)
+
+
+_OWN_REASON = "sent by threadtask (its Message-ID was recorded when it was sent)"
+
+
+def _claim(parsed: ParsedMessage, incoming: IncomingMessage, now: datetime) -> MailMessage:
+    """Insert the message's row, or take over our own sent message's row.
+
+    Raises _AlreadySeen when the message was handled before.
+    """
+    source_id = f"{incoming.source}:{incoming.source_id}"[:255]
+    sent = MailMessage.get_or_none(
+        (MailMessage.message_id == parsed.message_id) & (MailMessage.direction == "out")
+    )
+    if sent is not None:
+        # Our own email read back from the mailbox. The conditional update
+        # claims it once, like the insert below does for other messages.
+        claimed = (
+            MailMessage.update(source_id=source_id)
+            .where((MailMessage.id == sent.id) & (MailMessage.source_id == ""))
+            .execute()
+        )
+        if claimed != 1:
+            raise _AlreadySeen
+        sent.source_id = source_id
+        return sent
+    try:
+        with database.atomic():
+            return MailMessage.create(
+                message_id=parsed.message_id,
+                direction="in",
+                source_id=source_id,
+                thread_id=incoming.thread_id[:255],
+                created_at=now,
+            )
+    except pw.IntegrityError:
+        # The unique index on message_id: this message was stored before.
+        raise _AlreadySeen from None
+
+
+def _own_by_id(parsed: ParsedMessage) -> Verdict | None:
+    delivery = Delivery.get_or_none(Delivery.message_id == parsed.message_id)
+    if delivery is not None:
+        return Verdict(OWN, f"sent by threadtask (delivery {delivery.id})")
+    return None
+
+
+def _finish_own(row: MailMessage, parsed: ParsedMessage) -> Outcome:
+    """Note on the sender's row that our own message was read back."""
+    # The sender's own outcome, if it wrote one, is kept.
+    row.outcome = row.outcome or IGNORED
+    row.reason = _OWN_REASON
+    row.save()
+    logger.info("mail %s is our own, read back: ignored", parsed.message_id)
+    return Outcome(IGNORED, row.message_id, _OWN_REASON, row.task_id)
+
+
+def _finish(
+    row: MailMessage, parsed: ParsedMessage, outcome: Outcome, thread_id: str = ""
+) -> Outcome:
+    row.outcome = outcome.outcome
+    row.reason = outcome.reason
+    row.task = outcome.task_id
+    row.sender = parsed.sender[:320]
+    row.subject = parsed.subject
+    row.attachments = json.dumps([item.as_dict() for item in parsed.attachments])
+    if outcome.task_id is not None:
+        row.thread_id = Task.get_by_id(outcome.task_id).thread_id
+    elif thread_id:
+        row.thread_id = thread_id[:255]
+    row.save()
+    logger.info(
+        "mail %s from %s: %s%s%s",
+        parsed.message_id,
+        parsed.sender or "(no sender)",
+        outcome.outcome,
+        f" task {outcome.task_id}" if outcome.task_id else "",
+        f" ({outcome.reason})" if outcome.reason else "",
+    )
+    return outcome
+
+
+# People
+
+
+def _handle_person(
+    parsed: ParsedMessage, incoming: IncomingMessage, settings: Settings, now: datetime
+) -> Outcome:
+    mailbox_address = settings.mailbox_address.lower()
+    if not parsed.sender:
+        return Outcome(IGNORED, parsed.message_id, "no valid sender address in From")
+    if parsed.sender == mailbox_address:
+        return Outcome(
+            IGNORED, parsed.message_id, "sent from the tracker's own address"
+        )
+
+    thread = find_thread(parsed, incoming.thread_id)
+    if thread.deleted and thread.task is None:
+        return Outcome(
+            IGNORED, parsed.message_id, "reply in a thread whose task was deleted"
+        )
+    actor = Actor(email=parsed.sender, channel="mail", is_service=True)
+    if thread.task is not None:
+        return _update(actor, thread.task, parsed, now)
+
+    fields = {
+        "creator_email": parsed.sender,
+        "assigned_to": _assignee(parsed, mailbox_address, settings),
+        "subject": parsed.subject[:MAX_SUBJECT_LENGTH],
+        "thread_id": incoming.thread_id or parsed.thread_root,
+        "latest_message_id": parsed.message_id,
+        "html": parsed.html,
+    }
+    try:
+        with database.atomic():
+            task = create_task(actor, fields, now=now)
+    except Conflict as exc:
+        # The thread root names a task that this message did not reference,
+        # such as a reply that arrived before the message it answers.
+        if exc.existing_task_id is None:
+            raise
+        return _update(actor, Task.get_by_id(exc.existing_task_id), parsed, now)
+    except InvalidField as exc:
+        return Outcome(IGNORED, parsed.message_id, f"not accepted as a task: {exc.detail}")
+    return Outcome(CREATED, parsed.message_id, "", task.id)
+
+
+def _update(actor: Actor, task: Task, parsed: ParsedMessage, now: datetime) -> Outcome:
+    # A reply updates the body and the latest Message-ID only: email cannot
+    # close, fix or reopen a task. A reply without a body keeps the old one.
+    fields = {"latest_message_id": parsed.message_id}
+    if parsed.html:
+        fields["html"] = parsed.html
+    update_task(actor, task.id, fields, now=now)
+    return Outcome(UPDATED, parsed.message_id, "", task.id)
+
+
+def _assignee(parsed: ParsedMessage, mailbox_address: str, settings: Settings) -> str:
+    """Return the first To or Cc address that is neither the tracker nor the sender."""
+    allowed = settings.allowed_email_domains
+    for address in [*parsed.to, *parsed.cc]:
+        if address in (mailbox_address, parsed.sender):
+            continue
+        if allowed and address.rsplit("@", 1)[-1] not in allowed:
+            continue
+        return address
+    return ""
+
+
+@dataclass
+class Thread:
+    """The task a message belongs to, if any, and whether it was deleted."""
+
+    task: Task | None = None
+    deleted: bool = False
+
+
+def find_thread(parsed: ParsedMessage, provider_thread_id: str = "") -> Thread:
+    """Find the task of the conversation ``parsed`` belongs to.
+
+    The provider's thread id (Gmail) is tried first. Then every id in
+    In-Reply-To and References is matched against the Message-IDs seen or
+    sent for a task, so a reply to any earlier message joins, whatever its
+    subject. Subjects are never compared.
+    """
+    if provider_thread_id:
+        task = Task.for_thread(provider_thread_id)
+        if task is not None:
+            return Thread(task)
+
+    ids = parsed.reply_ids
+    own = [parsed.message_id]
+    task = _task_for_ids(ids, own)
+    if task is not None:
+        return Thread(task)
+
+    seen = MailMessage.select(MailMessage.task, MailMessage.outcome).where(
+        (MailMessage.message_id.in_(ids))
+        | (
+            (MailMessage.thread_id == provider_thread_id)
+            & (MailMessage.thread_id != "")
+        )
+    )
+    deleted = any(
+        row.task_id is None and row.outcome in (CREATED, UPDATED) for row in seen
+    )
+    return Thread(None, deleted)
+
+
+def _task_for_ids(ids: list[str], own: list[str]) -> Task | None:
+    if ids:
+        row = (
+            MailMessage.select(MailMessage.task)
+            .where(MailMessage.message_id.in_(ids) & MailMessage.task.is_null(False))
+            .first()
+        )
+        if row is not None:
+            return Task.get_by_id(row.task_id)
+        delivery = (
+            Delivery.select(Delivery.task)
+            .where(Delivery.message_id.in_(ids))
+            .first()
+        )
+        if delivery is not None:
+            return Task.get_by_id(delivery.task_id)
+    condition = Task.thread_id.in_([*ids, *own])
+    if ids:
+        condition |= Task.latest_message_id.in_(ids)
+    return Task.select().where(condition).order_by(Task.id).first()
+
+
+# Bounces
+
+
+def _handle_bounce(parsed: ParsedMessage, verdict: Verdict, now: datetime) -> Outcome:
+    """Attach a bounce of one of our emails to its delivery and task."""
+    report = read_bounce(parsed)
+    if not report.original_ids:
+        return Outcome(IGNORED, parsed.message_id, verdict.reason)
+
+    delivery = (
+        Delivery.select()
+        .where(Delivery.message_id.in_(report.original_ids))
+        .first()
+    )
+    task_id = delivery.task_id if delivery else _sent_task_id(report.original_ids)
+    if task_id is None:
+        return Outcome(IGNORED, parsed.message_id, verdict.reason)
+
+    if report.delayed_only:
+        detail = f"delivery delayed: {report.diagnostic}"
+    else:
+        detail = f"delivery failed: {report.diagnostic or verdict.reason}"
+        if delivery is not None:
+            Delivery.update(
+                status="failed", error=report.diagnostic or verdict.reason, updated_at=now
+            ).where(Delivery.id == delivery.id).execute()
+    Event.create(
+        task=task_id,
+        actor=parsed.sender or "mailer-daemon",
+        channel="mail",
+        field="delivery",
+        old_value=None if delivery is None else delivery.status,
+        new_value=detail[:2000],
+        created_at=now,
+    )
+    where = f"delivery {delivery.id}" if delivery else "a sent message"
+    reason = f"{verdict.reason}; {detail[:300]} (attached to {where} of task {task_id})"
+    return Outcome(IGNORED, parsed.message_id, reason, task_id)
+
+
+def _sent_task_id(ids: list[str]) -> int | None:
+    row = (
+        MailMessage.select(MailMessage.task)
+        .where(
+            MailMessage.message_id.in_(ids)
+            & (MailMessage.direction == "out")
+            & MailMessage.task.is_null(False)
+        )
+        .first()
+    )
+    return row.task_id if row is not None else None
+
+
+# Quarantine
+
+
+def quarantine(
+    incoming: IncomingMessage,
+    error: str,
+    message_id: str,
+    settings: Settings,
+    now: datetime,
+) -> Outcome:
+    """Keep the raw bytes under DATA_DIR/quarantine and record the error."""
+    message_id = message_id or generated_message_id(incoming.raw)
+    path = _write_raw(settings.quarantine_dir, incoming, now)
+    with database.atomic():
+        try:
+            with database.atomic():
+                QuarantinedMessage.create(
+                    source=incoming.source,
+                    source_id=incoming.source_id[:255],
+                    message_id=message_id,
+                    raw_path=str(path),
+                    size=len(incoming.raw),
+                    error=error,
+                    created_at=now,
+                )
+        except pw.IntegrityError:
+            # Quarantined by an earlier poll that stopped before acknowledging.
+            return Outcome(DUPLICATE, message_id, "already quarantined")
+        try:
+            with database.atomic():
+                MailMessage.create(
+                    message_id=message_id,
+                    direction="in",
+                    source_id=f"{incoming.source}:{incoming.source_id}"[:255],
+                    thread_id=incoming.thread_id[:255],
+                    outcome=QUARANTINED,
+                    reason=error,
+                    created_at=now,
+                )
+        except pw.IntegrityError:
+            logger.debug("message %s already has a row", message_id)
+    logger.error(
+        "quarantined mail %s (%s %s), raw bytes in %s: %s",
+        message_id,
+        incoming.source,
+        incoming.source_id,
+        path,
+        error,
+    )
+    return Outcome(QUARANTINED, message_id, error)
+
+
+def _write_raw(directory: Path, incoming: IncomingMessage, now: datetime) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256(incoming.raw).hexdigest()[:16]
+    path = directory / f"{now:%Y%m%dT%H%M%S}-{incoming.source}-{digest}.eml"
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_bytes(incoming.raw)
+    os.replace(temporary, path)
+    return path

@@ -1,0 +1,61 @@
+"""Read new mail from a local Maildir folder: the embedded default source."""
+
+from __future__ import annotations
+
+import logging
+import mailbox
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from core.mail.mailbox import IncomingMessage, Mailbox
+
+logger = logging.getLogger(__name__)
+
+# Maildir "info" for a message that has been seen (the S flag).
+SEEN_INFO = ":2,S"
+
+
+class MaildirMailbox(Mailbox):
+    """Messages in ``new/`` are unread; a stored message moves to ``cur/``.
+
+    Files may be dropped into ``new/`` by hand (``cp *.eml new/``) as well as
+    by a mail delivery agent. A message is moved only after the database
+    holds it, so a crash in between means it is read again, and the reader
+    recognises it by its Message-ID.
+    """
+
+    source = "maildir"
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Creates new/, cur/ and tmp/ when the folder does not exist yet.
+        self.maildir = mailbox.Maildir(self.path, factory=None, create=True)
+
+    def messages(self) -> Iterator[IncomingMessage]:
+        for name in self._new_names():
+            try:
+                raw = (self.path / "new" / name).read_bytes()
+            except FileNotFoundError:
+                # Another poller moved it to cur/ since the folder was listed.
+                continue
+            yield IncomingMessage(source=self.source, source_id=name, raw=raw)
+
+    def acknowledge(self, message: IncomingMessage) -> None:
+        name = message.source_id
+        target = name if ":2," in name else name + SEEN_INFO
+        try:
+            os.replace(self.path / "new" / name, self.path / "cur" / target)
+        except FileNotFoundError:
+            logger.debug("maildir message %s was already moved to cur/", name)
+
+    def _new_names(self) -> list[str]:
+        """List the files in new/, oldest first, so a thread is read in order."""
+        entries = []
+        with os.scandir(self.path / "new") as scan:
+            for entry in scan:
+                if entry.name.startswith(".") or not entry.is_file():
+                    continue
+                entries.append((entry.stat().st_mtime_ns, entry.name))
+        return [name for _, name in sorted(entries)]
