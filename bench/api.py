@@ -40,21 +40,23 @@ def seed(start: int, stop: int) -> None:
     batch = []
     with database.connection_context():
         for number in range(start + 1, stop + 1):
-            batch.append({
-                "creator_email": "creator@example.com",
-                "assigned_to": rng.choice(ASSIGNEES),
-                "subject": f"Task {number}",
-                "thread_id": f"thread-{number}",
-                "latest_message_id": f"<m{number}@example.com>",
-                "html": "<p>" + "body " * 40 + "</p>",
-                "status": rng.choices(["open", "fixed", "closed"], [50, 10, 40])[0],
-                "criticality": rng.choices(
-                    ["low", "medium", "high", "critical"], [30, 50, 19, 1]
-                )[0],
-                "created_at": now,
-                "modified_at": now,
-                "next_reminder_at": now,
-            })
+            batch.append(
+                {
+                    "creator_email": "creator@example.com",
+                    "assigned_to": rng.choice(ASSIGNEES),
+                    "subject": f"Task {number}",
+                    "thread_id": f"thread-{number}",
+                    "latest_message_id": f"<m{number}@example.com>",
+                    "html": "<p>" + "body " * 40 + "</p>",
+                    "status": rng.choices(["open", "fixed", "closed"], [50, 10, 40])[0],
+                    "criticality": rng.choices(
+                        ["low", "medium", "high", "critical"], [30, 50, 19, 1]
+                    )[0],
+                    "created_at": now,
+                    "modified_at": now,
+                    "next_reminder_at": now,
+                }
+            )
             if len(batch) == 5000:
                 with database.atomic():
                     Task.insert_many(batch).execute()
@@ -78,7 +80,9 @@ def rss_kib(pid: int) -> int:
 
 
 def worker_pid(master_pid: int) -> int:
-    children = Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()
+    children = (
+        Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()
+    )
     return int(children[0])
 
 
@@ -109,7 +113,8 @@ def drive(port, method, paths, body, token, total, concurrency) -> dict:
     """Send ``total`` requests from ``concurrency`` processes; return figures."""
     per = total // concurrency
     jobs = [
-        (port, method, paths[i:] + paths[:i], body, token, per) for i in range(concurrency)
+        (port, method, paths[i:] + paths[:i], body, token, per)
+        for i in range(concurrency)
     ]
     started = time.perf_counter()
     with multiprocessing.get_context("spawn").Pool(concurrency) as pool:
@@ -131,8 +136,13 @@ def main() -> None:
     options = parser.parse_args()
 
     data_dir = Path(tempfile.mkdtemp(prefix="threadtask-bench-"))
-    env = {**os.environ, "DATA_DIR": str(data_dir), "DATABASE_URL": "",
-           "LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT)}
+    env = {
+        **os.environ,
+        "DATA_DIR": str(data_dir),
+        "DATABASE_URL": "",
+        "LOG_LEVEL": "WARNING",
+        "PYTHONPATH": str(ROOT),
+    }
     os.environ.update(env)
 
     from core import auth
@@ -148,26 +158,62 @@ def main() -> None:
 
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--workers", "1", "--bind",
-         f"127.0.0.1:{port}", "--log-level", "warning", "bench.api_app:app"],
-        cwd=ROOT, env=env,
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--workers",
+            "1",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "warning",
+            "bench.api_app:app",
+        ],
+        cwd=ROOT,
+        env=env,
     )
     try:
         _wait_for(port)
         rng = random.Random(7)
-        query = "/tasks?q=" + "criticality:critical%20AND%20status:open%20AND%20assigned_to:person7@example.com"
+        query = (
+            "/tasks?q="
+            + "criticality:critical%20AND%20status:open%20AND%20assigned_to:person7@example.com"
+        )
 
         def run_all(label: str, task_count: int) -> dict:
             ids = [f"/tasks/{rng.randint(1, task_count)}" for _ in range(500)]
             figures = {
-                "bare": drive(port, "GET", ["/bench/bare"], None, token,
-                              options.requests, options.concurrency),
-                "get_task": drive(port, "GET", ids, None, token,
-                                  options.requests, options.concurrency),
-                "list_filtered": drive(port, "GET", [query], None, token,
-                                       options.requests, options.concurrency),
-                "put_task": drive(port, "PUT", ids, _body_for, token,
-                                  options.requests // 2, options.concurrency),
+                "bare": drive(
+                    port,
+                    "GET",
+                    ["/bench/bare"],
+                    None,
+                    token,
+                    options.requests,
+                    options.concurrency,
+                ),
+                "get_task": drive(
+                    port, "GET", ids, None, token, options.requests, options.concurrency
+                ),
+                "list_filtered": drive(
+                    port,
+                    "GET",
+                    [query],
+                    None,
+                    token,
+                    options.requests,
+                    options.concurrency,
+                ),
+                "put_task": drive(
+                    port,
+                    "PUT",
+                    ids,
+                    _body_for,
+                    token,
+                    options.requests // 2,
+                    options.concurrency,
+                ),
             }
             figures["worker_rss_kib"] = rss_kib(worker_pid(server.pid))
             print(f"\n{label}: {task_count} tasks")
@@ -178,9 +224,11 @@ def main() -> None:
         seed(1000, options.tasks)
         large = run_all("large table", options.tasks)
         growth = large["worker_rss_kib"] / small["worker_rss_kib"]
-        print(f"\nworker RSS: {small['worker_rss_kib']} KiB at 1000 tasks, "
-              f"{large['worker_rss_kib']} KiB at {options.tasks} tasks "
-              f"(x{growth:.2f})")
+        print(
+            f"\nworker RSS: {small['worker_rss_kib']} KiB at 1000 tasks, "
+            f"{large['worker_rss_kib']} KiB at {options.tasks} tasks "
+            f"(x{growth:.2f})"
+        )
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -202,8 +250,10 @@ def _report(figures: dict) -> None:
     print(f"{'endpoint':<16}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'vs bare':>9}")
     for name in ("bare", "get_task", "list_filtered", "put_task"):
         row = figures[name]
-        print(f"{name:<16}{row['rps']:>9.0f}{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}"
-              f"{row['rps'] / bare:>9.0%}")
+        print(
+            f"{name:<16}{row['rps']:>9.0f}{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}"
+            f"{row['rps'] / bare:>9.0%}"
+        )
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from google.auth import exceptions as google_exceptions
 from google.auth.transport import requests as google_requests
@@ -94,8 +95,9 @@ def verify_google_id_token(
     """Verify a Google-signed ID token and return its claims."""
     try:
         return id_token.verify_oauth2_token(
-            token, google_request(), audience=list(audience)
-            if isinstance(audience, tuple) else audience
+            token,
+            google_request(),
+            audience=list(audience) if isinstance(audience, tuple) else audience,
         )
     except (ValueError, google_exceptions.GoogleAuthError) as exc:
         raise AuthenticationFailed(f"The Google ID token is not valid: {exc}") from None
@@ -112,7 +114,10 @@ def email_from_google_token(token: str) -> str:
     claims = verify_google_id_token(token, settings.google_client_ids)
     if not claims.get("email") or not claims.get("email_verified"):
         raise AuthenticationFailed("The Google ID token has no verified email.")
-    if settings.google_hosted_domain and claims.get("hd") != settings.google_hosted_domain:
+    if (
+        settings.google_hosted_domain
+        and claims.get("hd") != settings.google_hosted_domain
+    ):
         raise AuthenticationFailed(
             f"The Google account is not in the hosted domain {settings.google_hosted_domain}."
         )

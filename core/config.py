@@ -51,7 +51,9 @@ def parse_intervals(text: str) -> dict[str, timedelta]:
             raise ValueError(f"{item!r} is not LEVEL=DURATION, for example high=1h")
         key, value = (part.strip().lower() for part in item.split("=", 1))
         if key not in CRITICALITIES:
-            raise ValueError(f"{key!r} is not a criticality; use one of {CRITICALITIES}")
+            raise ValueError(
+                f"{key!r} is not a criticality; use one of {CRITICALITIES}"
+            )
         intervals[key] = parse_duration(value)
     return intervals
 

@@ -91,9 +91,7 @@ class MailMessage(BaseModel):
     """A Message-ID the product has read or sent, with what became of it."""
 
     message_id = pw.CharField(max_length=998, unique=True)
-    task = pw.ForeignKeyField(
-        Task, backref="messages", null=True, on_delete="SET NULL"
-    )
+    task = pw.ForeignKeyField(Task, backref="messages", null=True, on_delete="SET NULL")
     direction = pw.CharField(max_length=8)  # "in" or "out"
     source_id = pw.CharField(max_length=255, default="")
     thread_id = pw.CharField(max_length=255, default="", index=True)

@@ -53,8 +53,16 @@ GRAMMAR = r"""
 
 _parser = Lark(GRAMMAR, parser="lalr", maybe_placeholders=False)
 
-FIELDS = ("id", "status", "criticality", "assigned_to", "creator_email",
-          "thread_id", "subject", "latest_message_id")
+FIELDS = (
+    "id",
+    "status",
+    "criticality",
+    "assigned_to",
+    "creator_email",
+    "thread_id",
+    "subject",
+    "latest_message_id",
+)
 
 
 class QueryError(ValueError):
@@ -101,12 +109,16 @@ def compile_filter(field: str, raw: str, *, me: str | None = None) -> pw.Express
 
 
 def _syntax_error(text: str, exc: UnexpectedInput) -> QueryError:
-    if isinstance(exc, UnexpectedEOF) or getattr(exc, "token", None) == "$END" or (
-        isinstance(getattr(exc, "token", None), Token) and exc.token.type == "$END"
+    if (
+        isinstance(exc, UnexpectedEOF)
+        or getattr(exc, "token", None) == "$END"
+        or (isinstance(getattr(exc, "token", None), Token) and exc.token.type == "$END")
     ):
         opened = text.count("(") - text.count(")")
         hint = "a ')' is missing" if opened > 0 else "an operand is missing"
-        return QueryError(f"the query ends too early at position {len(text)}: {hint}", len(text))
+        return QueryError(
+            f"the query ends too early at position {len(text)}: {hint}", len(text)
+        )
     position = getattr(exc, "pos_in_stream", None) or 0
     if isinstance(exc, UnexpectedCharacters):
         char = text[position] if position < len(text) else ""
@@ -142,7 +154,9 @@ class _Compiler(Transformer):
 
     def value(self, token: Token) -> Token:
         if token.type == "ESCAPED_STRING":
-            return Token("STRING", token[1:-1].replace('\\"', '"'), start_pos=token.start_pos)
+            return Token(
+                "STRING", token[1:-1].replace('\\"', '"'), start_pos=token.start_pos
+            )
         return token
 
     def term(self, field: Token, *values: Token) -> pw.Expression:
@@ -170,7 +184,7 @@ class _Compiler(Transformer):
             )
         column = getattr(Task, name)
         positions = value_positions or [position] * len(values)
-        cleaned = [self._value(name, v, at) for v, at in zip(values, positions)]
+        cleaned = [self._value(name, v, at) for v, at in zip(values, positions, strict=True)]
         if name == "subject":
             return reduce(operator.or_, [column.contains(v) for v in cleaned])
         if len(cleaned) == 1:

@@ -77,7 +77,9 @@ def get_task(task_id: int) -> Task:
     return task
 
 
-def create_task(actor: Actor, fields: dict[str, Any], now: datetime | None = None) -> Task:
+def create_task(
+    actor: Actor, fields: dict[str, Any], now: datetime | None = None
+) -> Task:
     """Create a task from ``fields``; the actor is the creator unless allowed."""
     now = now or utcnow()
     values = _clean(fields, creating=True)
@@ -111,7 +113,9 @@ def create_task(actor: Actor, fields: dict[str, Any], now: datetime | None = Non
             # The unique index on thread_id: another request created the task
             # for this thread between our check and our insert.
             other = Task.for_thread(values["thread_id"])
-            raise _thread_conflict(values["thread_id"], other.id if other else None) from None
+            raise _thread_conflict(
+                values["thread_id"], other.id if other else None
+            ) from None
         _record(task, actor, "created", None, task.subject, now)
         if task.assigned_to:
             _queue_assignment_notice(task, now)
@@ -155,8 +159,11 @@ def update_task(
         _authorize_changes(actor, task, changes)
         _apply(task, changes, now)
         updated = (
-            Task.update(**{name: getattr(task, name) for name in _dirty(changes)},
-                        version=Task.version + 1, modified_at=now)
+            Task.update(
+                **{name: getattr(task, name) for name in _dirty(changes)},
+                version=Task.version + 1,
+                modified_at=now,
+            )
             .where((Task.id == task.id) & (Task.version == task.version))
             .execute()
         )
@@ -173,7 +180,10 @@ def update_task(
             _queue_assignment_notice(task, now)
     logger.info(
         "task %s changed by %s via %s: %s",
-        task.id, actor.email, actor.channel, ", ".join(changes),
+        task.id,
+        actor.email,
+        actor.channel,
+        ", ".join(changes),
     )
     task_changed.send(task, actor=actor, changes=changes)
     return task
@@ -236,7 +246,9 @@ def _text(name: str, value: Any) -> str:
     if any(char in value for char in "\r\n"):
         raise InvalidField(name, value, "cannot contain line breaks")
     if len(value) > limit:
-        raise InvalidField(name, value[:40] + "...", f"is longer than {limit} characters")
+        raise InvalidField(
+            name, value[:40] + "...", f"is longer than {limit} characters"
+        )
     if name == "thread_id" and not value:
         raise InvalidField(name, value, "cannot be empty")
     return value
@@ -271,8 +283,10 @@ def _apply(task: Task, changes: dict[str, tuple], now: datetime) -> None:
         # A new status starts a fresh reminder period; a new criticality keeps
         # the period's start, so raising it from low to critical makes the
         # reminder due at the next tick instead of next week.
-        since = now if "status" in changes else (
-            task.last_reminder_at or task.created_at or now
+        since = (
+            now
+            if "status" in changes
+            else (task.last_reminder_at or task.created_at or now)
         )
         task.next_reminder_at = compute_next_reminder_at(
             task.status, task.criticality, since

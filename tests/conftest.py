@@ -19,7 +19,7 @@ from cryptography.x509.oid import NameOID
 from google.auth import crypt, jwt
 
 from core import auth
-from core.config import Settings, use_settings
+from core.config import Settings
 from core.db import database, migrate_database
 from core.tasks import Actor
 
@@ -195,7 +195,7 @@ class GoogleSigner:
         )
         self.signer = crypt.RSASigner.from_string(pem, key_id=self.key_id)
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test-signer")])
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         certificate = (
             x509.CertificateBuilder()
             .subject_name(name)
@@ -209,8 +209,10 @@ class GoogleSigner:
         self.certificate = certificate.public_bytes(serialization.Encoding.PEM).decode()
         self.requests: list[str] = []
 
-    def sign(self, audience: str, email: str, *, expires_in: int = 600, **claims) -> str:
-        now = int(datetime.datetime.now(datetime.timezone.utc).timestamp())
+    def sign(
+        self, audience: str, email: str, *, expires_in: int = 600, **claims
+    ) -> str:
+        now = int(datetime.datetime.now(datetime.UTC).timestamp())
         payload = {
             "iss": "https://accounts.google.com",
             "aud": audience,

@@ -5,7 +5,7 @@ import io
 import pytest
 
 from core.models import Event, Task
-from tests.conftest import ADMIN, ASSIGNEE, CREATOR, STRANGER
+from tests.conftest import ASSIGNEE, CREATOR, STRANGER
 
 PROBLEM = "application/problem+json"
 
@@ -49,8 +49,8 @@ def test_create_multipart_with_html_file(client, as_creator):
 
 
 def test_upload_over_limit_is_413(make_settings, backend):
-    from core.db import database, migrate_database
     from core import auth
+    from core.db import database, migrate_database
     from wsgi import create_app
 
     app = create_app(make_settings(max_upload_bytes=1024))
@@ -84,7 +84,11 @@ def test_duplicate_thread_is_409(client, as_creator):
         ({"thread_id": "t", "criticality": "urgent"}, "criticality", "urgent"),
         ({"thread_id": "t", "colour": "red"}, "colour", "red"),
         ({"subject": "no thread"}, "thread_id", None),
-        ({"thread_id": "t", "assigned_to": "bob at example"}, "assigned_to", "bob at example"),
+        (
+            {"thread_id": "t", "assigned_to": "bob at example"},
+            "assigned_to",
+            "bob at example",
+        ),
         ({"thread_id": 5}, "thread_id", 5),
     ],
 )
@@ -99,7 +103,9 @@ def test_invalid_fields_are_400(client, as_creator, body, field, value):
 
 def test_malformed_json_is_400(client, as_creator):
     response = client.post(
-        "/tasks", data=b'{"thread_id": ', headers={**as_creator, "Content-Type": "application/json"}
+        "/tasks",
+        data=b'{"thread_id": ',
+        headers={**as_creator, "Content-Type": "application/json"},
     )
 
     assert_problem(response, 400, "not valid JSON")
@@ -113,7 +119,9 @@ def test_json_array_is_400(client, as_creator):
 
 def test_wrong_content_type_is_415(client, as_creator):
     response = client.post(
-        "/tasks", data="thread_id=t", headers={**as_creator, "Content-Type": "text/plain"}
+        "/tasks",
+        data="thread_id=t",
+        headers={**as_creator, "Content-Type": "text/plain"},
     )
 
     assert_problem(response, 415, "text/plain", "application/json")
@@ -169,7 +177,9 @@ def test_put_current_etag_succeeds(client, as_creator):
     etag = client.get(f"/tasks/{task['id']}", headers=as_creator).headers["ETag"]
 
     response = client.put(
-        f"/tasks/{task['id']}", json={"subject": "new"}, headers={**as_creator, "If-Match": etag}
+        f"/tasks/{task['id']}",
+        json={"subject": "new"},
+        headers={**as_creator, "If-Match": etag},
     )
 
     assert response.status_code == 200
@@ -178,16 +188,22 @@ def test_put_current_etag_succeeds(client, as_creator):
 def test_close_by_non_creator_is_403(client, as_creator, as_assignee):
     task = create(client, as_creator)
 
-    response = client.put(f"/tasks/{task['id']}", json={"status": "closed"}, headers=as_assignee)
+    response = client.put(
+        f"/tasks/{task['id']}", json={"status": "closed"}, headers=as_assignee
+    )
 
-    assert_problem(response, 403, f"Only {CREATOR}, who created this task, can close it.")
+    assert_problem(
+        response, 403, f"Only {CREATOR}, who created this task, can close it."
+    )
     assert Task.get_by_id(task["id"]).status == "open"
 
 
 def test_close_by_creator(client, as_creator):
     task = create(client, as_creator)
 
-    response = client.put(f"/tasks/{task['id']}", json={"status": "closed"}, headers=as_creator)
+    response = client.put(
+        f"/tasks/{task['id']}", json={"status": "closed"}, headers=as_creator
+    )
 
     assert response.get_json()["status"] == "closed"
 
@@ -216,7 +232,9 @@ def test_put_thread_to_taken_id_is_409(client, as_creator):
 def test_delete_by_non_admin_is_403(client, as_creator):
     task = create(client, as_creator)
 
-    assert_problem(client.delete(f"/tasks/{task['id']}", headers=as_creator), 403, "admin")
+    assert_problem(
+        client.delete(f"/tasks/{task['id']}", headers=as_creator), 403, "admin"
+    )
     assert Task.select().count() == 1
 
 
@@ -315,9 +333,13 @@ def test_google_id_token_rejected(
     from core.config import use_settings
 
     use_settings(
-        make_settings(google_client_ids=("client-1.apps",), google_hosted_domain="example.com")
+        make_settings(
+            google_client_ids=("client-1.apps",), google_hosted_domain="example.com"
+        )
     )
-    token = google_signer.sign(audience, "dana@example.com", expires_in=expires_in, **claims)
+    token = google_signer.sign(
+        audience, "dana@example.com", expires_in=expires_in, **claims
+    )
 
     response = client.get("/tasks", headers={"Authorization": f"Bearer {token}"})
 
@@ -351,7 +373,9 @@ def test_events_survive_failed_request(client, as_creator):
     before = Event.select().count()
 
     client.put(
-        f"/tasks/{task['id']}", json={"subject": "x", "status": "nope"}, headers=as_creator
+        f"/tasks/{task['id']}",
+        json={"subject": "x", "status": "nope"},
+        headers=as_creator,
     )
 
     assert Event.select().count() == before

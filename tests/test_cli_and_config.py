@@ -24,7 +24,9 @@ def test_init_db_twice(runner):
 
 
 def test_create_token_prints_secret(runner):
-    result = runner.invoke(args=["create-token", "Carol <Carol@Example.com>", "--service"])
+    result = runner.invoke(
+        args=["create-token", "Carol <Carol@Example.com>", "--service"]
+    )
 
     assert result.exit_code == 0, result.output
     secret = result.stdout.strip().splitlines()[-1]
@@ -81,7 +83,11 @@ def test_bad_setting_stops_cli_startup(tmp_path):
 
     result = subprocess.run(
         [sys.executable, "-m", "flask", "--app", "wsgi", "init-db"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
     assert result.returncode != 0

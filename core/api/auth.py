@@ -39,7 +39,9 @@ def current_actor(channel: str = "api") -> Actor:
         if credential.startswith(TOKEN_PREFIX):
             token = lookup_api_token(credential)
             _touch(token)
-            actor = Actor(email=token.email, channel=channel, is_service=token.is_service)
+            actor = Actor(
+                email=token.email, channel=channel, is_service=token.is_service
+            )
         else:
             actor = Actor(email=email_from_google_token(credential), channel=channel)
     except AuthenticationFailed as exc:

@@ -53,7 +53,11 @@ def init_app(app: Flask) -> None:
         extra: dict[str, Any] = {}
         if isinstance(exc, InvalidField):
             extra["errors"] = [
-                {"field": exc.field, "value": _jsonable(exc.value), "message": exc.message}
+                {
+                    "field": exc.field,
+                    "value": _jsonable(exc.value),
+                    "message": exc.message,
+                }
             ]
         if isinstance(exc, Conflict) and exc.existing_task_id is not None:
             extra["existing_task_id"] = exc.existing_task_id

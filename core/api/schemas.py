@@ -98,7 +98,9 @@ class TaskListSchema(Schema):
     limit = fields.Integer()
     next_cursor = fields.String(
         allow_none=True,
-        metadata={"description": "Pass as cursor= for the next page; null on the last."},
+        metadata={
+            "description": "Pass as cursor= for the next page; null on the last."
+        },
     )
     total = fields.Integer(metadata={"description": "Only with include_total=true."})
 

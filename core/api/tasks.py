@@ -28,7 +28,13 @@ bp = Blueprint("tasks", __name__)
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
-FILTER_PARAMETERS = ("status", "criticality", "thread_id", "assigned_to", "creator_email")
+FILTER_PARAMETERS = (
+    "status",
+    "criticality",
+    "thread_id",
+    "assigned_to",
+    "creator_email",
+)
 LIST_PARAMETERS = (*FILTER_PARAMETERS, "q", "limit", "cursor", "sort", "include_total")
 SORTS = {
     "-id": (Task.id, True),
@@ -210,7 +216,9 @@ def list_tasks() -> Response:
     unknown = sorted(set(args) - set(LIST_PARAMETERS))
     if unknown:
         raise _bad_parameter(
-            unknown[0], args[unknown[0]], f"is not a parameter; use {', '.join(LIST_PARAMETERS)}"
+            unknown[0],
+            args[unknown[0]],
+            f"is not a parameter; use {', '.join(LIST_PARAMETERS)}",
         )
     condition = _list_condition(args, actor.email)
     limit = _limit(args.get("limit"))
@@ -220,16 +228,27 @@ def list_tasks() -> Response:
     column, descending = SORTS[sort]
 
     query = Task.select(
-        Task.id, Task.subject, Task.creator_email, Task.assigned_to, Task.status,
-        Task.criticality, Task.thread_id, Task.latest_message_id, Task.created_at,
-        Task.modified_at, Task.last_reminder_at, Task.next_reminder_at,
+        Task.id,
+        Task.subject,
+        Task.creator_email,
+        Task.assigned_to,
+        Task.status,
+        Task.criticality,
+        Task.thread_id,
+        Task.latest_message_id,
+        Task.created_at,
+        Task.modified_at,
+        Task.last_reminder_at,
+        Task.next_reminder_at,
     )
     if condition is not None:
         query = query.where(condition)
     page_query = query
     if args.get("cursor"):
         page_query = page_query.where(_after_cursor(args["cursor"], column, descending))
-    order = (column.desc(), Task.id.desc()) if descending else (column.asc(), Task.id.asc())
+    order = (
+        (column.desc(), Task.id.desc()) if descending else (column.asc(), Task.id.asc())
+    )
     rows = list(page_query.order_by(*order).limit(limit + 1))
 
     has_more = len(rows) > limit
@@ -275,7 +294,9 @@ def _limit(raw: str | None) -> int:
     if raw is None:
         return DEFAULT_LIMIT
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
-        raise _bad_parameter("limit", raw, f"must be a whole number from 1 to {MAX_LIMIT}")
+        raise _bad_parameter(
+            "limit", raw, f"must be a whole number from 1 to {MAX_LIMIT}"
+        )
     return int(raw)
 
 
@@ -297,7 +318,9 @@ def _after_cursor(cursor: str, column: pw.Field, descending: bool) -> pw.Express
             raise ValueError("id is not an integer")
     except (ValueError, TypeError, binascii.Error, json.JSONDecodeError):
         raise _bad_parameter(
-            "cursor", cursor, "is not a cursor from this API; pass next_cursor unchanged"
+            "cursor",
+            cursor,
+            "is not a cursor from this API; pass next_cursor unchanged",
         ) from None
     if descending:
         return (column < value) | ((column == value) & (Task.id < last_id))
@@ -326,16 +349,24 @@ def _read_body(*, allow_upload: bool) -> dict[str, Any]:
         upload = request.files.get("html_file")
         extra_files = sorted(set(request.files) - {"html_file"})
         if extra_files:
-            raise _bad_parameter(extra_files[0], "(file)", "only html_file may be uploaded")
+            raise _bad_parameter(
+                extra_files[0], "(file)", "only html_file may be uploaded"
+            )
         if upload is not None:
             if "html" in data:
-                raise _bad_parameter("html", data["html"][:40], "send html or html_file, not both")
+                raise _bad_parameter(
+                    "html", data["html"][:40], "send html or html_file, not both"
+                )
             content = upload.read()
             try:
-                data["html"] = content.decode(upload.mimetype_params.get("charset", "utf-8"))
+                data["html"] = content.decode(
+                    upload.mimetype_params.get("charset", "utf-8")
+                )
             except (UnicodeDecodeError, LookupError):
                 raise _bad_parameter(
-                    "html_file", upload.filename, "must be UTF-8 text (or name its charset)"
+                    "html_file",
+                    upload.filename,
+                    "must be UTF-8 text (or name its charset)",
                 ) from None
         return data
     raise ApiError(
@@ -352,10 +383,14 @@ def _load(schema, data: dict[str, Any]) -> dict[str, Any]:
     except ValidationError as exc:
         errors = []
         for field, messages in sorted(exc.normalized_messages().items()):
-            message = " ".join(messages) if isinstance(messages, list) else str(messages)
+            message = (
+                " ".join(messages) if isinstance(messages, list) else str(messages)
+            )
             if message == "Unknown field.":
                 message = "is not a field of a task; check the spelling"
-            errors.append({"field": field, "value": data.get(field), "message": message})
+            errors.append(
+                {"field": field, "value": data.get(field), "message": message}
+            )
         first = errors[0]
         raise ApiError(
             400,
@@ -371,8 +406,8 @@ def _expected_version(task_id: int) -> int | None:
         return None
     tag = header.strip().removeprefix("W/").strip('"')
     prefix = f"{task_id}-"
-    if tag.startswith(prefix) and tag[len(prefix):].isdigit():
-        return int(tag[len(prefix):])
+    if tag.startswith(prefix) and tag[len(prefix) :].isdigit():
+        return int(tag[len(prefix) :])
     # An ETag that this API never issued matches no version of the task.
     return -1
 
@@ -385,7 +420,9 @@ def _detail_response(task: Task) -> Response:
 
 
 def _with_history(task: Task) -> dict[str, Any]:
-    data = {name: getattr(task, name) for name in task_detail.fields if hasattr(task, name)}
+    data = {
+        name: getattr(task, name) for name in task_detail.fields if hasattr(task, name)
+    }
     data["events"] = list(
         cached_select(
             Event,
@@ -398,10 +435,12 @@ def _with_history(task: Task) -> dict[str, Any]:
         cached_select(
             Delivery,
             "task-deliveries",
-            lambda: Delivery.select()
-            .where(Delivery.task == 0)
-            .order_by(Delivery.id)
-            .limit(1),
+            lambda: (
+                Delivery.select()
+                .where(Delivery.task == 0)
+                .order_by(Delivery.id)
+                .limit(1)
+            ),
             [task.id, HISTORY_LIMIT],
         )
     )
