@@ -36,6 +36,15 @@ MAX_ID_LENGTH = 255
 # undeclared 8-bit text are read as Windows-1252 instead.
 MIN_BYTES_TO_DETECT = 8
 
+# The machine-readable parts of a report (RFC 6522) describe the report
+# itself; they are not files anyone attached.
+REPORT_PART_TYPES = {
+    "text/rfc822-headers",
+    "message/delivery-status",
+    "message/disposition-notification",
+    "message/feedback-report",
+}
+
 _MESSAGE_ID = re.compile(r"<[^<>\s]+>")
 _PARSER = BytesParser(policy=policy.default)
 
@@ -173,9 +182,8 @@ def _all_ids(value: str) -> list[str]:
         found = [value.strip()]
     ids = []
     for item in found:
-        # An address in In-Reply-To (seen from some spam tools) is not an id.
         normalized = normalize_message_id(item)
-        if normalized and "@" in normalized:
+        if normalized:
             ids.append(storable_id(normalized))
     return ids
 
@@ -413,6 +421,8 @@ def attachments_of(message: Message):
 
 def _walk_attachments(part: Message, body_ids: set[int]):
     content_type = part.get_content_type()
+    if content_type in REPORT_PART_TYPES:
+        return
     if part.get_content_maintype() == "multipart" and not part.is_multipart():
         # A multipart whose boundary never occurs holds no parts at all.
         return
