@@ -192,10 +192,21 @@ def slack_settings(slack_api: SlackApiServer) -> dict[str, Any]:
     }
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "settings(**overrides): settings of the app fixture for one test"
+    )
+
+
 @pytest.fixture
-def settings(make_settings, slack_settings):
-    """The shared settings with Slack turned on against the local server."""
-    return make_settings(**slack_settings)
+def settings(make_settings, slack_settings, request: pytest.FixtureRequest):
+    """The shared settings with Slack turned on against the local server.
+
+    A test changes more of them with ``@pytest.mark.settings(name=value)``.
+    """
+    marker = request.node.get_closest_marker("settings")
+    overrides = marker.kwargs if marker else {}
+    return make_settings(**{**slack_settings, **overrides})
 
 
 class SlackSender:
