@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import base64
-import html
 from dataclasses import dataclass
-from email import message_from_bytes, policy
-from email.message import EmailMessage
-from typing import Any, Callable, cast
+from typing import Any, Callable
 
 from google.oauth2.credentials import Credentials
 from googleapiclient.discovery import build
 
 from core.emails import normalize_message_id
+from core.mail.parse import parse_message
 
 # Builds a Gmail API service from the user's credentials. The app keeps one in
 # app.config["ADDON_GMAIL_SERVICE"] so tests can serve canned responses.
@@ -53,29 +51,17 @@ def read_open_message(
 
     raw = response.get("raw", "")
     data = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
-    return parse_message(data)
+    return parse_open_message(data)
 
 
-def parse_message(data: bytes) -> OpenMessage:
-    """Take the subject, the Message-ID and an HTML body from a raw message."""
-    message = cast(EmailMessage, message_from_bytes(data, policy=policy.default))
+def parse_open_message(data: bytes) -> OpenMessage:
+    """Take the subject, the Message-ID and the sanitized HTML body of a raw message."""
+    parsed = parse_message(data)
+    # The mail reader invents a Message-ID for mail without one; such an id
+    # finds nothing in Gmail, so the task keeps none.
+    message_id = parsed.message_id if parsed.has_message_id else ""
     return OpenMessage(
-        subject=str(message.get("Subject", "") or ""),
-        message_id=normalize_message_id(message.get("Message-ID")),
-        html=_html_body(message),
+        subject=parsed.subject,
+        message_id=normalize_message_id(message_id),
+        html=parsed.html,
     )
-
-
-def _html_body(message: EmailMessage) -> str:
-    part = message.get_body(preferencelist=("html", "plain"))
-    if part is None:
-        return ""
-    try:
-        text = part.get_content()
-    except (LookupError, UnicodeDecodeError):
-        # An unknown or wrong charset: keep the text readable rather than fail.
-        payload = part.get_payload(decode=True) or b""
-        text = payload.decode("utf-8", errors="replace")
-    if part.get_content_type() == "text/html":
-        return text
-    return f"<pre>{html.escape(text)}</pre>"

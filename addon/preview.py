@@ -4,9 +4,10 @@ The page shows the card JSON the add-on would send to Gmail, and its buttons
 run the same handlers as the Google endpoints, as the signed-in API user.
 
 A browser cannot send an Authorization header on a plain page load, so the
-preview takes the API token once as ``?token=``, stores it in an HttpOnly,
-SameSite=Strict cookie limited to /addon/preview and redirects to the URL
-without the token. Requests with ``Authorization: Bearer`` work as well.
+preview asks for the API token once in a sign-in form, stores it in an
+HttpOnly, SameSite=Strict cookie limited to /addon/preview and redirects back.
+The token travels in a POST body rather than the URL, so access logs never
+record it. Requests with ``Authorization: Bearer`` work as well.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 from typing import Any
-from urllib.parse import urlencode, urlparse
+from urllib.parse import urlparse
 
 from flask import Blueprint, Response, redirect, render_template, request
 from markupsafe import Markup
@@ -41,10 +42,6 @@ blueprint = Blueprint("addon_preview", __name__, template_folder="templates")
 @blueprint.get("/addon/preview")
 def preview() -> Response | str | tuple[str, int]:
     """Render the card for ``thread_id``, or the homepage card without one."""
-    token = request.args.get("token")
-    if token:
-        return _sign_in(token)
-
     actor = _preview_actor()
     if isinstance(actor, str):
         return _unauthorized(actor)
@@ -83,12 +80,18 @@ def run_action() -> str | tuple[str, int]:
     return _render(handler(actor, event, request_context()), thread_id)
 
 
-def _sign_in(token: str) -> Response | tuple[str, int]:
-    actor = _actor_for(token)
+@blueprint.post("/addon/preview/sign-in")
+def sign_in() -> Response | tuple[str, int]:
+    """Check the API token from the sign-in form and keep it in a cookie."""
+    token = request.form.get("token", "").strip()
+    target = request.form.get("next", "")
+    # Only preview pages are valid targets, so the form cannot redirect elsewhere.
+    if urlparse(target).path != COOKIE_PATH or urlparse(target).netloc:
+        target = COOKIE_PATH
+    actor = _actor_for(token) if token else "Enter an API token."
     if isinstance(actor, str):
-        return _unauthorized(actor)
-    query = {key: value for key, value in request.args.items() if key != "token"}
-    target = request.path + (f"?{urlencode(query)}" if query else "")
+        return _unauthorized(actor, target)
+
     response = redirect(target)
     response.set_cookie(
         COOKIE_NAME,
@@ -109,7 +112,7 @@ def _preview_actor() -> Actor | str:
     token = request.cookies.get(COOKIE_NAME)
     if not token:
         return (
-            "Open this page once with ?token=YOUR_API_TOKEN; create a token with "
+            "Sign in with an API token; create one with "
             "'flask --app wsgi create-token EMAIL'."
         )
     return _actor_for(token)
@@ -125,8 +128,11 @@ def _actor_for(token: str) -> Actor | str:
         return str(exc)
 
 
-def _unauthorized(reason: str) -> tuple[str, int]:
-    return render_template("addon/preview.html", error=reason), 401
+def _unauthorized(reason: str, target: str | None = None) -> tuple[str, int]:
+    if target is None:
+        target = request.full_path.rstrip("?") if request.method == "GET" else COOKIE_PATH
+    page = render_template("addon/preview.html", error=reason, sign_in=True, target=target)
+    return page, 401
 
 
 def _render(response: dict[str, Any], thread_id: str) -> str:
