@@ -70,6 +70,8 @@ class SlackApiServer:
 
     users: dict[str, dict[str, Any]] = field(default_factory=dict)
     requests: list[Recorded] = field(default_factory=list)
+    # Web API method -> the error Slack answers it with, for failure tests.
+    failures: dict[str, str] = field(default_factory=dict)
     condition: threading.Condition = field(default_factory=threading.Condition)
     url: str = ""
 
@@ -100,6 +102,8 @@ class SlackApiServer:
 
     def answer(self, path: str, params: dict[str, Any]) -> dict[str, Any]:
         method = path.removeprefix("/api/")
+        if method in self.failures:
+            return {"ok": False, "error": self.failures[method]}
         if method == "auth.test":
             return {
                 "ok": True, "url": "https://example.slack.com/", "team": "Example",
