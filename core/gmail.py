@@ -56,7 +56,24 @@ def build_gmail_service(settings: Settings, http: Any = None) -> Any:
     )
 
 
-def load_credentials(settings: Settings, request: Any = None) -> Credentials:
+# google-auth sends token refreshes through this transport. Tests replace it
+# with one that sends them to a local OAuth endpoint.
+_token_request: Any = None
+
+
+def set_token_request(request: Any) -> None:
+    global _token_request
+    _token_request = request
+
+
+def token_request() -> Any:
+    global _token_request
+    if _token_request is None:
+        _token_request = google.auth.transport.requests.Request()
+    return _token_request
+
+
+def load_credentials(settings: Settings) -> Credentials:
     """Load the configured credentials, refreshing a stored user token.
 
     Raises ConfigError when neither credential file is set, and
@@ -69,14 +86,14 @@ def load_credentials(settings: Settings, request: Any = None) -> Credentials:
             subject=settings.mailbox_address,
         )
     if settings.gmail_token_file:
-        return _load_user_token(Path(settings.gmail_token_file), request)
+        return _load_user_token(Path(settings.gmail_token_file))
     raise ConfigError(
         "MAIL_BACKEND=gmail needs GMAIL_TOKEN_FILE (then run 'flask --app wsgi "
         "gmail-authorize') or GMAIL_SERVICE_ACCOUNT_FILE"
     )
 
 
-def _load_user_token(path: Path, request: Any) -> Credentials:
+def _load_user_token(path: Path) -> Credentials:
     if not path.exists():
         raise ConfigError(
             f"GMAIL_TOKEN_FILE={path} does not exist; run 'flask --app wsgi "
@@ -86,7 +103,7 @@ def _load_user_token(path: Path, request: Any) -> Credentials:
         str(path), SCOPES
     )
     if not credentials.valid:
-        credentials.refresh(request or google.auth.transport.requests.Request())
+        credentials.refresh(token_request())
         write_token_file(path, credentials)
         logger.info("refreshed the Gmail access token and saved it to %s", path)
     return credentials

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import click
-from flask import Flask, current_app
+from flask import Flask
 
-from core.config import ConfigError
+from core.config import ConfigError, get_settings
 from core.db import database
 from core.mail.models import QuarantinedMessage
 from core.mail.poll import poll_mailbox_once
@@ -21,7 +21,7 @@ def init_app(app: Flask) -> None:
 @click.command("poll-mail")
 def poll_mail() -> None:
     """Read the new mail once (MAIL_BACKEND), then exit."""
-    handled = poll_mailbox_once(current_app.config["SETTINGS"])
+    handled = poll_mailbox_once(get_settings())
     click.echo(f"Handled {handled} message{'s' if handled != 1 else ''}.")
 
 
@@ -61,7 +61,7 @@ def gmail_authorize(port: int, no_browser: bool) -> None:
     """Authorise the Gmail mailbox once and write GMAIL_TOKEN_FILE."""
     from core.gmail import authorize
 
-    settings = current_app.config["SETTINGS"]
+    settings = get_settings()
     try:
         path = authorize(settings, port=port, open_browser=not no_browser)
     except ConfigError as exc:

@@ -24,7 +24,12 @@ from core.errors import Conflict, InvalidField
 from core.mail.classify import BOUNCE, OWN, Verdict, classify, read_bounce
 from core.mail.mailbox import IncomingMessage
 from core.mail.models import QuarantinedMessage
-from core.mail.parse import ParsedMessage, generated_message_id, parse_message
+from core.mail.parse import (
+    ParsedMessage,
+    generated_message_id,
+    parse_message,
+    peek_message_id,
+)
 from core.models import Delivery, Event, MailMessage, Task
 from core.tasks import MAX_SUBJECT_LENGTH, Actor, create_task, update_task
 from core.timeutil import utcnow
@@ -67,13 +72,14 @@ def ingest_message(
             f"The message is {size} bytes, over MAX_MESSAGE_BYTES="
             f"{settings.max_message_bytes}."
         )
-        return quarantine(incoming, error, "", settings, now)
+        return quarantine(incoming, error, peek_message_id(incoming.raw), settings, now)
 
     try:
         parsed = parse_message(incoming.raw)
     except Exception as exc:  # noqa: BLE001 - any parser failure quarantines
         logger.debug("parse failed", exc_info=True)
-        return quarantine(incoming, f"Parsing failed: {exc!r}", "", settings, now)
+        error = f"Parsing failed: {exc!r}"
+        return quarantine(incoming, error, peek_message_id(incoming.raw), settings, now)
 
     try:
         with database.atomic():

@@ -18,7 +18,7 @@ from email import message_from_bytes, policy
 from email.header import decode_header, make_header
 from email.message import EmailMessage, Message
 from email.policy import compat32
-from email.parser import BytesParser
+from email.parser import BytesHeaderParser, BytesParser
 from email.utils import parseaddr
 
 import nh3
@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 # never collide with a Message-ID that a real mail server wrote.
 GENERATED_ID_HOST = "threadtask.invalid"
 MAX_ID_LENGTH = 255
+MAX_HEADER_BYTES = 256 * 1024
 # Charset detection guesses wildly on a handful of bytes, so shorter runs of
 # undeclared 8-bit text are read as Windows-1252 instead.
 MIN_BYTES_TO_DETECT = 8
@@ -133,6 +134,20 @@ def parse_message(raw: bytes) -> ParsedMessage:
         html=html_body,
         attachments=list(attachments_of(message)),
     )
+
+
+def peek_message_id(raw: bytes) -> str:
+    """Return the Message-ID from the header section alone, or "".
+
+    Used for messages too large or too broken to parse whole, so the log and
+    the quarantine still name them.
+    """
+    head = re.split(rb"\r?\n\r?\n", raw[:MAX_HEADER_BYTES], maxsplit=1)[0]
+    try:
+        headers = BytesHeaderParser(policy=policy.default).parsebytes(head)
+        return _first_id(header_text(headers, "Message-ID"))
+    except Exception:  # noqa: BLE001 - the id is only a label here
+        return ""
 
 
 def _quote_boundary(raw: bytes) -> bytes:

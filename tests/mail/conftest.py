@@ -4,13 +4,18 @@ helpers that write emails the way mail clients do."""
 from __future__ import annotations
 
 import itertools
+import json
+import threading
+from datetime import datetime, timezone
 from email.message import EmailMessage
 from email.utils import format_datetime
-from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
+import google.auth.transport.requests
 import pytest
 
+from core.gmail import set_token_request
 from core.mail.maildir import MaildirMailbox
 from tests.conftest import MAILBOX
 
@@ -76,3 +81,71 @@ class Maildir:
 @pytest.fixture
 def maildir(settings) -> Maildir:
     return Maildir(settings.resolved_maildir)
+
+
+class TokenEndpoint:
+    """A local OAuth token endpoint that google-auth refreshes against."""
+
+    def __init__(self) -> None:
+        self.status = 200
+        self.body: dict = {"access_token": "fresh-access-token", "expires_in": 3600}
+        self.requests: list[str] = []
+        self.urls: list[str] = []
+        endpoint = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - the http.server API
+                length = int(self.headers.get("Content-Length", 0))
+                endpoint.requests.append(self.rfile.read(length).decode())
+                payload = json.dumps(endpoint.body).encode()
+                self.send_response(endpoint.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/token"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def token_endpoint():
+    """Serve token refreshes locally; google-auth's Google URL is rewritten."""
+    endpoint = TokenEndpoint()
+    transport = google.auth.transport.requests.Request()
+
+    def request(url, method="GET", body=None, headers=None, **kwargs):
+        endpoint.urls.append(url)
+        return transport(endpoint.url, method=method, body=body, headers=headers, **kwargs)
+
+    set_token_request(request)
+    yield endpoint
+    set_token_request(None)
+    endpoint.close()
+
+
+def write_user_token(path: Path, token_uri: str) -> Path:
+    """Write an authorised-user file whose access token has expired."""
+    path.write_text(
+        json.dumps(
+            {
+                "token": "expired-access-token",
+                "refresh_token": "stored-refresh-token",
+                "client_id": "client-id.apps.example",
+                "client_secret": "client-secret",
+                "token_uri": token_uri,
+                "expiry": "2020-01-01T00:00:00Z",
+                "scopes": ["https://www.googleapis.com/auth/gmail.modify"],
+            }
+        )
+    )
+    return path
