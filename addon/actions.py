@@ -1,4 +1,6 @@
-"""What each trigger and button does; the Google endpoints and the preview share it.
+"""Handlers of the add-on's triggers and buttons.
+
+Google's endpoints and the preview page call the same handlers.
 
 A handler takes the acting user, the event object Google posted and the
 request context, and returns the card response. Task changes go through
@@ -33,7 +35,7 @@ STATUS_MESSAGES = {
 
 @dataclass(frozen=True)
 class Context:
-    """What handlers need besides the event: URLs and the Gmail client."""
+    """Request data that handlers need besides the event."""
 
     base_url: str
     build_gmail: GmailServiceBuilder
@@ -42,7 +44,9 @@ class Context:
 Handler = Callable[[Actor, dict[str, Any], Context], dict[str, Any]]
 
 
-def show_homepage(actor: Actor, event: dict[str, Any], context: Context) -> dict[str, Any]:
+def show_homepage(
+    actor: Actor, event: dict[str, Any], context: Context
+) -> dict[str, Any]:
     """Homepage trigger: list the caller's open tasks."""
     tasks = list(
         Task.select()
@@ -61,7 +65,9 @@ def show_homepage(actor: Actor, event: dict[str, Any], context: Context) -> dict
     return cards.push_card(card)
 
 
-def show_message(actor: Actor, event: dict[str, Any], context: Context) -> dict[str, Any]:
+def show_message(
+    actor: Actor, event: dict[str, Any], context: Context
+) -> dict[str, Any]:
     """Contextual trigger: show the task of the open thread, or offer to track it."""
     thread_id = _gmail_field(event, "threadId")
     task = Task.for_thread(thread_id) if thread_id else None
@@ -71,7 +77,9 @@ def show_message(actor: Actor, event: dict[str, Any], context: Context) -> dict[
     return cards.push_card(cards.task_card(task, actor.email, context.base_url))
 
 
-def track_thread(actor: Actor, event: dict[str, Any], context: Context) -> dict[str, Any]:
+def track_thread(
+    actor: Actor, event: dict[str, Any], context: Context
+) -> dict[str, Any]:
     """Create a task from the open message, with the caller as its creator."""
     thread_id = _gmail_field(event, "threadId")
     message_id = _gmail_field(event, "messageId")
@@ -80,7 +88,7 @@ def track_thread(actor: Actor, event: dict[str, Any], context: Context) -> dict[
     if not (thread_id and message_id and access_token and oauth_token):
         return cards.update_card(
             cards.untracked_card(context.base_url),
-            "Open a message in Gmail to track its thread; this request carried no message.",
+            "Open a message in Gmail to track its thread.",
         )
 
     existing = Task.for_thread(thread_id)
@@ -93,12 +101,15 @@ def track_thread(actor: Actor, event: dict[str, Any], context: Context) -> dict[
         )
     except HttpError as exc:
         logger.warning(
-            "Gmail returned HTTP %s for message %s of %s", exc.status_code, message_id, actor.email
+            "Gmail returned HTTP %s for message %s of %s",
+            exc.status_code,
+            message_id,
+            actor.email,
         )
         return cards.update_card(
             cards.untracked_card(context.base_url),
             f"Gmail did not return the open message (HTTP {exc.status_code}); "
-            "open the message again and retry.",
+            "open it again and retry.",
         )
 
     fields = {
@@ -118,10 +129,14 @@ def track_thread(actor: Actor, event: dict[str, Any], context: Context) -> dict[
     except TaskError as exc:
         return cards.update_card(cards.untracked_card(context.base_url), exc.detail)
 
-    return _task_response(task, actor, context, f"Task {task.id} now tracks this thread.")
+    return _task_response(
+        task, actor, context, f"Task {task.id} now tracks this thread."
+    )
 
 
-def change_status(actor: Actor, event: dict[str, Any], context: Context) -> dict[str, Any]:
+def change_status(
+    actor: Actor, event: dict[str, Any], context: Context
+) -> dict[str, Any]:
     """Mark fixed, Reopen and Close buttons."""
     status = _parameter(event, "status")
     return _update(
@@ -129,7 +144,9 @@ def change_status(actor: Actor, event: dict[str, Any], context: Context) -> dict
         event,
         context,
         {"status": status},
-        lambda task: STATUS_MESSAGES.get(task.status, "Task {id} changed.").format(id=task.id),
+        lambda task: STATUS_MESSAGES.get(task.status, "Task {id} changed.").format(
+            id=task.id
+        ),
     )
 
 
@@ -209,7 +226,9 @@ def _task_response(
 ) -> dict[str, Any]:
     if task is None:
         return cards.update_card(cards.missing_task_card(str(task_id)), notification)
-    return cards.update_card(cards.task_card(task, actor.email, context.base_url), notification)
+    return cards.update_card(
+        cards.task_card(task, actor.email, context.base_url), notification
+    )
 
 
 def _task_or_none(raw_id: str) -> Task | None:
@@ -248,7 +267,11 @@ def _form_input(event: dict[str, Any], name: str) -> str:
     common = event.get("commonEventObject")
     inputs = common.get("formInputs") if isinstance(common, dict) else None
     field = inputs.get(name) if isinstance(inputs, dict) else None
-    values = (field or {}).get("stringInputs", {}).get("value") if isinstance(field, dict) else None
+    values = (
+        (field or {}).get("stringInputs", {}).get("value")
+        if isinstance(field, dict)
+        else None
+    )
     if isinstance(values, list) and values and isinstance(values[0], str):
         return values[0]
     return ""

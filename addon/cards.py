@@ -1,8 +1,6 @@
 """Card JSON for the Gmail sidebar, in the shape Google renders for HTTP add-ons.
 
-Reference: https://developers.google.com/workspace/add-ons/guides/alternate-runtimes
-and the card framework at
-https://developers.google.com/workspace/add-ons/concepts/card-interfaces .
+Reference: https://developers.google.com/workspace/add-ons/guides/alternate-runtimes .
 Card text accepts a small set of HTML tags, so every value that comes from a
 task or a person is escaped.
 """
@@ -25,6 +23,8 @@ TRACK_PATH = "/addon/actions/track"
 STATUS_PATH = "/addon/actions/status"
 CRITICALITY_PATH = "/addon/actions/criticality"
 ASSIGN_PATH = "/addon/actions/assign"
+
+GMAIL_WEB_URL = "https://mail.google.com/"
 
 RECENT_EVENTS = 5
 
@@ -83,7 +83,15 @@ def missing_task_card(task_id: int | str) -> Card:
     return {
         "header": {"title": "Task not found", "subtitle": "threadtask"},
         "sections": [
-            {"widgets": [{"textParagraph": {"text": escape(f"Task {task_id} no longer exists.")}}]}
+            {
+                "widgets": [
+                    {
+                        "textParagraph": {
+                            "text": escape(f"Task {task_id} no longer exists.")
+                        }
+                    }
+                ]
+            }
         ],
     }
 
@@ -120,13 +128,13 @@ def homepage_card(assigned: list[Task], to_validate: list[Task], more: bool) -> 
 def thread_link(task: Task) -> str:
     """Return a Gmail web link that opens the task's thread.
 
-    A Message-ID search finds the thread in any mailbox that holds the message;
-    the thread id is used only when no Message-ID is known.
+    A Message-ID search finds the thread in any mailbox that contains the
+    message, so the thread id is used only when no Message-ID is known.
     """
     if task.latest_message_id:
         query = quote(f"rfc822msgid:{task.latest_message_id.strip('<>')}", safe="")
-        return f"https://mail.google.com/mail/u/0/#search/{query}"
-    return f"https://mail.google.com/mail/u/0/#all/{quote(task.thread_id, safe='')}"
+        return f"{GMAIL_WEB_URL}mail/u/0/#search/{query}"
+    return f"{GMAIL_WEB_URL}mail/u/0/#all/{quote(task.thread_id, safe='')}"
 
 
 def _details_section(task: Task) -> dict[str, Any]:
@@ -152,7 +160,7 @@ def _status_section(task: Task, viewer: str, base_url: str) -> dict[str, Any]:
         buttons.append(_status_button(task, "Mark fixed", "fixed", base_url))
     else:
         buttons.append(_status_button(task, "Reopen", "open", base_url))
-    # Only the creator sees Close; update_task checks it again for every caller.
+    # Only the creator gets a Close button, and update_task checks it again.
     if task.status != "closed" and viewer == task.creator_email:
         buttons.append(_status_button(task, "Close", "closed", base_url))
     return {"widgets": [{"buttonList": {"buttons": buttons}}]}
@@ -192,7 +200,9 @@ def _edit_section(task: Task, base_url: str) -> dict[str, Any]:
     assign = {
         "text": "Assign",
         "onClick": {
-            "action": _action(base_url, ASSIGN_PATH, task_id=task.id, version=task.version)
+            "action": _action(
+                base_url, ASSIGN_PATH, task_id=task.id, version=task.version
+            )
         },
     }
     return {
@@ -211,9 +221,7 @@ def _events_section(task: Task) -> dict[str, Any]:
     widgets = [
         {
             "decoratedText": {
-                "topLabel": escape(
-                    f"{_format_time(event.created_at)} · {event.actor} via {event.channel}"
-                ),
+                "topLabel": escape(_event_label(event)),
                 "text": escape(_describe_event(event)),
                 "wrapText": True,
             }
@@ -223,6 +231,10 @@ def _events_section(task: Task) -> dict[str, Any]:
     if not widgets:
         widgets = [{"textParagraph": {"text": "No changes yet."}}]
     return {"header": "Recent changes", "collapsible": False, "widgets": widgets}
+
+
+def _event_label(event: Event) -> str:
+    return f"{_format_time(event.created_at)} · {event.actor} via {event.channel}"
 
 
 def _describe_event(event: Event) -> str:
@@ -239,7 +251,9 @@ def _task_list_section(header: str, tasks: list[Task], empty: str) -> dict[str, 
             "decoratedText": {
                 "topLabel": escape(f"Task {task.id} · {task.criticality}"),
                 "text": escape(task.subject or "(no subject)"),
-                "bottomLabel": escape(f"{task.status}, created by {task.creator_email}"),
+                "bottomLabel": escape(
+                    f"{task.status}, created by {task.creator_email}"
+                ),
                 "wrapText": True,
                 "onClick": {"openLink": {"url": thread_link(task)}},
             }

@@ -41,10 +41,15 @@ def build_descriptor(base_url: str) -> dict[str, Any]:
                 "name": ADDON_NAME,
                 "logoUrl": base + LOGO_PATH,
                 "homepageTrigger": {"runFunction": base + cards.HOMEPAGE_PATH},
+                # Cards may open an HTTPS link only under one of these prefixes.
+                "openLinkUrlPrefixes": [cards.GMAIL_WEB_URL],
             },
             "gmail": {
                 "contextualTriggers": [
-                    {"unconditional": {}, "onTriggerFunction": base + cards.MESSAGE_PATH}
+                    {
+                        "unconditional": {},
+                        "onTriggerFunction": base + cards.MESSAGE_PATH,
+                    }
                 ]
             },
             "httpOptions": {

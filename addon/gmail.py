@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from google.oauth2.credentials import Credentials
 from googleapiclient.discovery import build
@@ -21,7 +22,7 @@ ACCESS_TOKEN_HEADER = "X-Goog-Gmail-Access-Token"
 
 @dataclass(frozen=True)
 class OpenMessage:
-    """What a new task takes from the open message."""
+    """Subject, Message-ID and HTML body of the open message, as tasks store them."""
 
     subject: str
     message_id: str

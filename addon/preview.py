@@ -4,7 +4,7 @@ The page shows the card JSON the add-on would send to Gmail, and its buttons
 run the same handlers as the Google endpoints, as the signed-in API user.
 
 A browser cannot send an Authorization header on a plain page load, so the
-preview asks for the API token once in a sign-in form, stores it in an
+preview requests the API token once through a sign-in form, stores it in an
 HttpOnly, SameSite=Strict cookie limited to /addon/preview and redirects back.
 The token travels in a POST body rather than the URL, so access logs never
 record it. Requests with ``Authorization: Bearer`` work as well.
@@ -64,9 +64,13 @@ def run_action() -> str | tuple[str, int]:
     try:
         action = json.loads(request.form.get("_action", ""))
         handler = HANDLERS[urlparse(action["function"]).path]
-        parameters = {item["key"]: item["value"] for item in action.get("parameters", [])}
+        parameters = {
+            item["key"]: item["value"] for item in action.get("parameters", [])
+        }
     except (ValueError, KeyError, TypeError):
-        return render_template("addon/preview.html", error="The button sent no valid action."), 400
+        return render_template(
+            "addon/preview.html", error="The button sent no valid action."
+        ), 400
 
     form_inputs = {
         name: {"stringInputs": {"value": [value]}}
@@ -130,8 +134,12 @@ def _actor_for(token: str) -> Actor | str:
 
 def _unauthorized(reason: str, target: str | None = None) -> tuple[str, int]:
     if target is None:
-        target = request.full_path.rstrip("?") if request.method == "GET" else COOKIE_PATH
-    page = render_template("addon/preview.html", error=reason, sign_in=True, target=target)
+        target = (
+            request.full_path.rstrip("?") if request.method == "GET" else COOKIE_PATH
+        )
+    page = render_template(
+        "addon/preview.html", error=reason, sign_in=True, target=target
+    )
     return page, 401
 
 
@@ -152,8 +160,8 @@ def _render(response: dict[str, Any], thread_id: str) -> str:
 
 
 def _plain(text: str) -> str:
-    # Card text is limited HTML that the card builders escaped; the page shows
-    # it as plain text so no markup from a task can reach the page.
+    # Card text is limited HTML that the card builders escaped. The page shows
+    # it as plain text, so no markup from a task can reach the page.
     return Markup(text or "").striptags()
 
 

@@ -86,7 +86,9 @@ def _bearer(request: Request) -> str:
 def _check_service_account(claims: dict[str, Any], expected: str) -> None:
     email = str(claims.get("email") or "").lower()
     if email != expected.lower() or claims.get("email_verified") is not True:
-        logger.warning("add-on request signed for %s, not the add-on service account", email)
+        logger.warning(
+            "add-on request signed for %s, not the add-on service account", email
+        )
         raise AuthenticationFailed(
             f"The ID token belongs to {email or 'no email'}, not to the add-on's "
             "service account (ADDON_SERVICE_ACCOUNT)."
@@ -94,10 +96,14 @@ def _check_service_account(claims: dict[str, Any], expected: str) -> None:
 
 
 def _user_id_token(event: Any) -> str:
-    authorization = event.get("authorizationEventObject") if isinstance(event, dict) else None
-    token = authorization.get("userIdToken") if isinstance(authorization, dict) else None
+    authorization = (
+        event.get("authorizationEventObject") if isinstance(event, dict) else None
+    )
+    token = (
+        authorization.get("userIdToken") if isinstance(authorization, dict) else None
+    )
     if not isinstance(token, str) or not token:
         raise AuthenticationFailed(
-            "The event has no authorizationEventObject.userIdToken, so the user is unknown."
+            "The event has no authorizationEventObject.userIdToken to name the user."
         )
     return token

@@ -15,7 +15,9 @@ from core.tasks import Actor
 
 logger = logging.getLogger(__name__)
 
-blueprint = Blueprint("addon", __name__, static_folder="static", static_url_path="/addon/static")
+blueprint = Blueprint(
+    "addon", __name__, static_folder="static", static_url_path="/addon/static"
+)
 
 
 def request_context() -> Context:

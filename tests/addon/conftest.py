@@ -123,7 +123,8 @@ class AddonClient:
             common["parameters"] = parameters
         if form:
             common["formInputs"] = {
-                name: {"stringInputs": {"value": [value]}} for name, value in form.items()
+                name: {"stringInputs": {"value": [value]}}
+                for name, value in form.items()
             }
         event: dict[str, Any] = {
             "commonEventObject": common,

@@ -40,7 +40,11 @@ def test_message_trigger_shows_task(addon, open_task):
     assert values["Assigned to"] == ASSIGNEE
     assert values["Last reminder"] == "2026-12-01 09:30 UTC"
     assert values["Next reminder"].endswith("UTC")
-    events = [item["text"] for item in widgets_of(card, "decoratedText") if "via" in item.get("topLabel", "")]
+    events = [
+        item["text"]
+        for item in widgets_of(card, "decoratedText")
+        if "via" in item.get("topLabel", "")
+    ]
     assert events == ["criticality: medium → high", "created the task"]
     assert button_texts(card) == ["Mark fixed", "Close", "Assign"]
 
@@ -54,7 +58,9 @@ def test_close_button_only_for_creator(addon, open_task):
 
 
 def test_card_controls_carry_task_and_version(addon, open_task):
-    card = card_of(addon.act("/addon/message", CREATOR, thread_id="thread-1").get_json())
+    card = card_of(
+        addon.act("/addon/message", CREATOR, thread_id="thread-1").get_json()
+    )
 
     action = button(card, "Mark fixed")["onClick"]["action"]
     assert action["function"] == BASE_URL + "/addon/actions/status"
@@ -62,8 +68,13 @@ def test_card_controls_carry_task_and_version(addon, open_task):
     assert {"key": "version", "value": "1"} in action["parameters"]
     assert {"key": "status", "value": "fixed"} in action["parameters"]
     [selector] = widgets_of(card, "selectionInput")
-    assert selector["onChangeAction"]["function"] == BASE_URL + "/addon/actions/criticality"
-    assert [item["value"] for item in selector["items"] if item["selected"]] == ["medium"]
+    assert (
+        selector["onChangeAction"]["function"]
+        == BASE_URL + "/addon/actions/criticality"
+    )
+    assert [item["value"] for item in selector["items"] if item["selected"]] == [
+        "medium"
+    ]
     [assignee] = widgets_of(card, "textInput")
     assert assignee["value"] == ASSIGNEE
 
@@ -79,11 +90,20 @@ def test_message_trigger_offers_tracking(addon, db):
 
 def test_homepage_lists_open_tasks(addon, db):
     creator = Actor(CREATOR, "api")
-    mine = create_task(creator, {"thread_id": "t-mine", "subject": "Mine", "assigned_to": ASSIGNEE})
-    create_task(creator, {"thread_id": "t-other", "subject": "Other", "assigned_to": STRANGER})
-    fixed = create_task(creator, {"thread_id": "t-fixed", "subject": "Fixed one", "assigned_to": ASSIGNEE})
+    mine = create_task(
+        creator, {"thread_id": "t-mine", "subject": "Mine", "assigned_to": ASSIGNEE}
+    )
+    create_task(
+        creator, {"thread_id": "t-other", "subject": "Other", "assigned_to": STRANGER}
+    )
+    fixed = create_task(
+        creator,
+        {"thread_id": "t-fixed", "subject": "Fixed one", "assigned_to": ASSIGNEE},
+    )
     update_task(Actor(ASSIGNEE, "api"), fixed.id, {"status": "fixed"})
-    closed = create_task(creator, {"thread_id": "t-closed", "subject": "Closed", "assigned_to": ASSIGNEE})
+    closed = create_task(
+        creator, {"thread_id": "t-closed", "subject": "Closed", "assigned_to": ASSIGNEE}
+    )
     update_task(creator, closed.id, {"status": "closed"})
     awaiting = create_task(
         Actor(ASSIGNEE, "api"), {"thread_id": "t-awaiting", "subject": "Check my fix"}
@@ -97,7 +117,9 @@ def test_homepage_lists_open_tasks(addon, db):
     card = card_of(body)
     sections = {section["header"]: section["widgets"] for section in card["sections"]}
     assigned = [w["decoratedText"]["text"] for w in sections["Assigned to you"]]
-    waiting = [w["decoratedText"]["text"] for w in sections["Fixed, waiting for you to close"]]
+    waiting = [
+        w["decoratedText"]["text"] for w in sections["Fixed, waiting for you to close"]
+    ]
     assert assigned == ["Mine"]
     assert waiting == ["Check my fix"]
     link = sections["Assigned to you"][0]["decoratedText"]["onClick"]["openLink"]["url"]
@@ -110,14 +132,20 @@ def test_homepage_links_by_message_id(addon, open_task):
 
     [item] = widgets_of(card, "decoratedText")
     url = item["onClick"]["openLink"]["url"]
-    assert url == "https://mail.google.com/mail/u/0/#search/rfc822msgid%3Ajam-1%40example.com"
+    assert (
+        url
+        == "https://mail.google.com/mail/u/0/#search/rfc822msgid%3Ajam-1%40example.com"
+    )
 
 
 def test_homepage_empty(addon, db):
     card = card_of(addon.act("/addon/homepage", STRANGER).get_json())
 
     texts = [item["text"] for item in widgets_of(card, "textParagraph")]
-    assert texts == ["You have no open task.", "No task you created is waiting for you."]
+    assert texts == [
+        "You have no open task.",
+        "No task you created is waiting for you.",
+    ]
 
 
 def test_mark_fixed_updates_card(addon, open_task):
@@ -273,7 +301,9 @@ def test_track_thread_reads_gmail(addon, gmail, db):
             "id": "msg-thread-9",
             "threadId": "thread-9",
             "raw": raw_message(
-                "Projector broken", "<projector-1@example.com>", "<p>It <b>flickers</b>.</p>"
+                "Projector broken",
+                "<projector-1@example.com>",
+                "<p>It <b>flickers</b>.</p>",
             ),
         },
     )
@@ -305,7 +335,10 @@ def test_track_thread_reads_gmail(addon, gmail, db):
 def test_track_already_tracked(addon, gmail, open_task):
     body = addon.act("/addon/actions/track", STRANGER, thread_id="thread-1").get_json()
 
-    assert notification_of(body) == f"This thread is already tracked as task {open_task.id}."
+    assert (
+        notification_of(body)
+        == f"This thread is already tracked as task {open_task.id}."
+    )
     assert gmail.requests == []
     assert Task.select().count() == 1
 
@@ -317,7 +350,7 @@ def test_track_gmail_error(addon, gmail, db):
 
     assert_card_response(body)
     assert notification_of(body) == (
-        "Gmail did not return the open message (HTTP 403); open the message again and retry."
+        "Gmail did not return the open message (HTTP 403); open it again and retry."
     )
     assert Task.select().count() == 0
 

@@ -9,8 +9,9 @@ from urllib.parse import urlparse
 import pytest
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
-from addon.descriptor import EXAMPLE_BASE_URL, render_descriptor
-from tests.addon.conftest import DEPLOYMENT
+from addon.descriptor import EXAMPLE_BASE_URL, build_descriptor, render_descriptor
+from tests.addon.conftest import BASE_URL, DEPLOYMENT, card_of, widgets_of
+from tests.conftest import ASSIGNEE
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUIRED_SCOPES = {
@@ -38,7 +39,8 @@ def render(runner, tmp_path: Path, base_url: str) -> dict:
 def trigger_urls(descriptor: dict) -> list[str]:
     add_ons = descriptor["addOns"]
     return [add_ons["common"]["homepageTrigger"]["runFunction"]] + [
-        trigger["onTriggerFunction"] for trigger in add_ons["gmail"]["contextualTriggers"]
+        trigger["onTriggerFunction"]
+        for trigger in add_ons["gmail"]["contextualTriggers"]
     ]
 
 
@@ -129,3 +131,18 @@ def test_unknown_path_not_served(app):
 
     with pytest.raises(NotFound):
         routes.match("/addon/not-a-trigger", method="POST")
+
+
+def test_card_links_match_allowed_prefixes(addon, open_task):
+    prefixes = build_descriptor(BASE_URL)["addOns"]["common"]["openLinkUrlPrefixes"]
+    card = card_of(addon.act("/addon/homepage", ASSIGNEE).get_json())
+
+    links = [
+        item["onClick"]["openLink"]["url"]
+        for item in widgets_of(card, "decoratedText")
+        if "openLink" in item.get("onClick", {})
+    ]
+
+    assert links
+    for link in links:
+        assert any(link.startswith(prefix) for prefix in prefixes), link

@@ -36,7 +36,9 @@ def test_preview_rejects_bad_token(client, open_task):
 
 
 def test_sign_in_redirects_only_to_preview(client, token_for, open_task):
-    response = sign_in(client, token_for, ASSIGNEE, target="https://evil.example/addon/preview")
+    response = sign_in(
+        client, token_for, ASSIGNEE, target="https://evil.example/addon/preview"
+    )
 
     assert response.status_code == 302
     assert response.headers["Location"] == "/addon/preview"
@@ -83,9 +85,14 @@ def test_preview_homepage(client, as_assignee, open_task):
 def test_preview_escapes_task_text(client, as_creator, db):
     from core.tasks import Actor, create_task
 
-    create_task(Actor(CREATOR, "api"), {"thread_id": "t-x", "subject": "<script>alert(1)</script>"})
+    create_task(
+        Actor(CREATOR, "api"),
+        {"thread_id": "t-x", "subject": "<script>alert(1)</script>"},
+    )
 
-    page = client.get("/addon/preview?thread_id=t-x", headers=as_creator).get_data(as_text=True)
+    page = client.get("/addon/preview?thread_id=t-x", headers=as_creator).get_data(
+        as_text=True
+    )
 
     assert "<script>alert(1)</script>" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
@@ -104,7 +111,11 @@ def test_preview_button_marks_fixed(client, token_for, open_task):
 
     response = client.post(
         "/addon/preview/action",
-        data={"thread_id": "thread-1", "_action": json.dumps(action), "assignee": ASSIGNEE},
+        data={
+            "thread_id": "thread-1",
+            "_action": json.dumps(action),
+            "assignee": ASSIGNEE,
+        },
     )
 
     page = response.get_data(as_text=True)
@@ -117,9 +128,14 @@ def test_preview_button_marks_fixed(client, token_for, open_task):
 
 
 def test_preview_action_needs_sign_in(client, open_task):
-    action = {"function": STATUS_FUNCTION, "parameters": [{"key": "status", "value": "fixed"}]}
+    action = {
+        "function": STATUS_FUNCTION,
+        "parameters": [{"key": "status", "value": "fixed"}],
+    }
 
-    response = client.post("/addon/preview/action", data={"_action": json.dumps(action)})
+    response = client.post(
+        "/addon/preview/action", data={"_action": json.dumps(action)}
+    )
 
     assert response.status_code == 401
     assert Task.get_by_id(open_task.id).status == "open"
@@ -129,7 +145,9 @@ def test_preview_rejects_unknown_function(client, as_creator, open_task):
     action = {"function": "https://threadtask.test/tasks", "parameters": []}
 
     response = client.post(
-        "/addon/preview/action", data={"_action": json.dumps(action)}, headers=as_creator
+        "/addon/preview/action",
+        data={"_action": json.dumps(action)},
+        headers=as_creator,
     )
 
     assert response.status_code == 400

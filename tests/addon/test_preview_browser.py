@@ -79,7 +79,9 @@ def test_mark_fixed_in_browser(browser, live_server, token_for, open_task):
 
     page.get_by_role("button", name="Mark fixed").click()
 
-    expect(page.get_by_role("status")).to_have_text(f"Task {open_task.id} is marked fixed.")
+    expect(page.get_by_role("status")).to_have_text(
+        f"Task {open_task.id} is marked fixed."
+    )
     expect(page.get_by_text(f"Task {open_task.id} · fixed", exact=True)).to_be_visible()
     expect(page.get_by_role("button", name="Reopen")).to_be_visible()
     assert Task.get_by_id(open_task.id).status == "fixed"
@@ -88,6 +90,8 @@ def test_mark_fixed_in_browser(browser, live_server, token_for, open_task):
 
     page.get_by_label("Criticality").select_option("critical")
 
-    expect(page.get_by_role("status")).to_have_text(f"Task {open_task.id} is now critical.")
+    expect(page.get_by_role("status")).to_have_text(
+        f"Task {open_task.id} is now critical."
+    )
     assert Task.get_by_id(open_task.id).criticality == "critical"
     context.close()

@@ -116,7 +116,9 @@ def test_unsigned_user_token_rejected(addon, open_task):
     payload = addon.user_token(CREATOR).split(".")[1]
     unsigned = f"{header}.{payload}."
 
-    response = addon.post(STATUS_PATH, close_event(addon, open_task, user_token=unsigned))
+    response = addon.post(
+        STATUS_PATH, close_event(addon, open_task, user_token=unsigned)
+    )
 
     assert response.status_code == 401
     assert_unchanged(open_task)
