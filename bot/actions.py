@@ -29,7 +29,7 @@ SHOWN_DELIVERIES = 5
 
 @dataclass
 class Reply:
-    """An ephemeral answer to the caller, and a public note if a task changed."""
+    """An ephemeral reply to the caller, and a public note if a task changed."""
 
     text: str
     blocks: views.Blocks = field(default_factory=list)

@@ -1,7 +1,7 @@
 """Parse the text of a slash command into a Command, or explain the mistake.
 
 Parsing needs neither the database nor Slack, so a mistyped command is
-answered in the acknowledgement itself.
+reported in the acknowledgement itself.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ class CommandError(ValueError):
 
 @dataclass(frozen=True)
 class Assignee:
-    """Who ``assign`` names: a Slack user id, an email address, or the caller."""
+    """The person ``assign`` names: a Slack user id, an email address, or the caller."""
 
     slack_user_id: str = ""
     email: str = ""
@@ -96,9 +96,9 @@ def parse(text: str) -> Command:
     return Command(name, task_id=task_id)
 
 
-def _count_message(name: str, expected: int, given: int) -> str:
-    wanted = "a task id" if expected == 1 else "a task id and one more argument"
-    return f"{name} takes {wanted}, but {given} arguments were given."
+def _count_message(name: str, expected: int, received: int) -> str:
+    arguments = "a task id" if expected == 1 else "a task id and one more argument"
+    return f"{name} takes {arguments}, but {received} arguments were given."
 
 
 def _task_id(word: str, name: str) -> int:

@@ -1,7 +1,7 @@
 """Claim each Slack request once, so a retried command is not applied twice.
 
-Slack resends a request it got no timely answer for, with the same body and an
-``X-Slack-Retry-Num`` header. The key of a request is its ``trigger_id``,
+Slack resends a request that was not acknowledged in time, with the same body
+and an ``X-Slack-Retry-Num`` header. The key of a request is its ``trigger_id``,
 which Slack generates once per invocation, so the original and its retries
 share it.
 """
@@ -60,5 +60,5 @@ def claim(key: str, now: datetime | None = None) -> bool:
 
 
 def release(key: str) -> None:
-    """Forget ``key`` after its action was rejected, so a retry is answered again."""
+    """Delete ``key`` after its action was rejected, so a retry runs the command again."""
     SlackRequest.delete().where(SlackRequest.key == key).execute()

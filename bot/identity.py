@@ -1,4 +1,4 @@
-"""Who a Slack user is: the verified email address of their Slack profile."""
+"""Identify a Slack user by the verified email address of their profile."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ PROFILE_TTL_SECONDS = 600.0
 
 
 class IdentityUnavailable(Exception):
-    """Slack could not be asked who the user is; ``detail`` says why."""
+    """The users.info call failed, and ``detail`` explains it to the user."""
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
@@ -37,7 +37,7 @@ class SlackIdentity:
 
 
 class IdentityCache:
-    """Looks users up with ``users.info`` and keeps each answer for a while."""
+    """Looks users up with ``users.info`` and caches each result for ``ttl_seconds``."""
 
     def __init__(
         self,

@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class AssignmentNotice:
-    """What a direct message about a new assignment says."""
+    """The content of a direct message about a new assignment."""
 
     task_id: int
     subject: str

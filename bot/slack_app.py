@@ -2,9 +2,10 @@
 
 Bolt checks each request's signature over the raw body and rejects requests
 signed more than five minutes ago before any listener runs. The command's
-``ack`` listener only parses the text, so Slack gets its answer well within
-its three-second limit; identity look-ups, database work and the reply run
-afterwards in a lazy listener, which answers through ``respond``.
+``ack`` listener only parses the text, so Slack receives the acknowledgement
+well within its three-second limit. Identity look-ups, database work and the
+reply run afterwards in a lazy listener, which sends the reply through
+``respond``.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def build_app(
     )
     handler = CommandHandler(settings, IdentityCache())
     bolt.command(settings.slack_command)(
-        ack=handler.acknowledge, lazy=[handler.answer]
+        ack=handler.acknowledge, lazy=[handler.run_and_reply]
     )
     return bolt
 
@@ -65,7 +66,7 @@ class CommandHandler:
         self.identities = identities
 
     def acknowledge(self, ack: Ack, command: dict) -> None:
-        """Answer help and malformed commands at once; acknowledge the rest."""
+        """Reply at once to help and malformed commands, and acknowledge the rest."""
         try:
             parsed = parse(command.get("text", ""))
         except CommandError as exc:
@@ -81,7 +82,7 @@ class CommandHandler:
             return
         ack()
 
-    def answer(
+    def run_and_reply(
         self, command: dict, body: dict, request: BoltRequest,
         client: WebClient, respond: Respond,
     ) -> None:
@@ -134,7 +135,7 @@ class CommandHandler:
                 return actions.show_task(command, self.settings)
             return self.change(command, caller, client, body, raw_body)
         except (TaskError, CommandError) as exc:
-            return self.refusal(command, exc)
+            return self.rejection_reply(command, exc)
 
     def change(
         self, command: Command, caller: SlackIdentity, client: WebClient,
@@ -160,12 +161,14 @@ class CommandHandler:
             return actions.change_task(
                 command, caller, client, self.identities, self.settings
             )
-        except BaseException:
+        except Exception:
             # The change was not applied, so a retry may try again.
             dedup.release(key)
             raise
 
-    def refusal(self, command: Command, exc: TaskError | CommandError) -> actions.Reply:
+    def rejection_reply(
+        self, command: Command, exc: TaskError | CommandError
+    ) -> actions.Reply:
         message = exc.detail if isinstance(exc, TaskError) else exc.message
         if isinstance(exc, NotFound):
             message += f" `{self.settings.slack_command} list` shows your tasks."

@@ -72,15 +72,14 @@ def task_list(
         text = f"No tasks match `{escape(query)}`."
         return text, [section(text)]
 
-    shown = len(tasks)
     text = f"{total} tasks match `{escape(query)}`" if total != 1 else (
         f"1 task matches `{escape(query)}`"
     )
     blocks: Blocks = [section(f"{text}, newest first:")]
     blocks += [section(task_line(task, settings)) for task in tasks]
-    if total > shown:
+    if total > len(tasks):
         blocks.append(context(
-            f"{total - shown} more not shown; narrow the query to see them."
+            f"{total - len(tasks)} more not shown; narrow the query to see them."
         ))
     return f"{text}.", blocks
 

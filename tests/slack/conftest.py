@@ -1,8 +1,8 @@
 """Fixtures for the Slack commands: a local Slack Web API and a request signer.
 
 The Web API and every ``response_url`` point at one HTTP server on 127.0.0.1
-with a free port, which records each request and answers with the shapes of
-Slack's documented responses in tests/corpus/slack/.
+with a free port, which records each request and returns responses shaped
+like Slack's documented ones in tests/corpus/slack/.
 """
 
 from __future__ import annotations
@@ -66,11 +66,11 @@ class Recorded:
 
 @dataclass
 class SlackApiServer:
-    """Answers the Web API methods the app calls and records every request."""
+    """Serves the Web API methods the app calls and records every request."""
 
     users: dict[str, dict[str, Any]] = field(default_factory=dict)
     requests: list[Recorded] = field(default_factory=list)
-    # Web API method -> the error Slack answers it with, for failure tests.
+    # Web API method -> the error Slack returns for it, for failure tests.
     failures: dict[str, str] = field(default_factory=dict)
     condition: threading.Condition = field(default_factory=threading.Condition)
     url: str = ""
@@ -100,7 +100,7 @@ class SlackApiServer:
         )
         return found
 
-    def answer(self, path: str, params: dict[str, Any]) -> dict[str, Any]:
+    def response_for(self, path: str, params: dict[str, Any]) -> dict[str, Any]:
         method = path.removeprefix("/api/")
         if method in self.failures:
             return {"ok": False, "error": self.failures[method]}
@@ -149,7 +149,7 @@ def _handler_for(server: SlackApiServer) -> type[BaseHTTPRequestHandler]:
             if parts.path.startswith("/respond/"):
                 self._send(b"ok", "text/plain")
             else:
-                body = json.dumps(server.answer(parts.path, params)).encode()
+                body = json.dumps(server.response_for(parts.path, params)).encode()
                 self._send(body, "application/json")
 
         def _send(self, body: bytes, content_type: str) -> None:
@@ -167,7 +167,7 @@ def _handler_for(server: SlackApiServer) -> type[BaseHTTPRequestHandler]:
 
 @pytest.fixture
 def slack_api() -> Iterator[SlackApiServer]:
-    """A Slack Web API on 127.0.0.1 that knows the personas as Slack users."""
+    """A Slack Web API on 127.0.0.1 with the personas as its users."""
     state = SlackApiServer()
     state.users = {
         CREATOR_ID: slack_user(CREATOR_ID, CREATOR),

@@ -330,20 +330,20 @@ def test_ack_sent_before_slow_work(slack, db):
         ("assign one a@example.com", "assign ID @user-or-email", "'one' is not a task id"),
     ],
 )
-def test_malformed_command_answered_in_ack(slack, db, text, form, message):
+def test_malformed_command_reported_in_ack(slack, db, text, form, message):
     task = make_task(1)
 
     response, _ = slack.command(text)
     slack.finish()
 
-    answer = response.get_json()
+    ack_message = response.get_json()
     assert response.status_code == 200
-    assert answer["response_type"] == "ephemeral"
-    assert message in answer["text"]
+    assert ack_message["response_type"] == "ephemeral"
+    assert message in ack_message["text"]
     if form:
-        assert answer["text"].endswith(f"\nUse: `/task {form}`")
+        assert ack_message["text"].endswith(f"\nUse: `/task {form}`")
     else:
-        assert answer["text"].endswith("\nSee `/task help` for the commands.")
+        assert ack_message["text"].endswith("\nSee `/task help` for the commands.")
     assert slack.server.calls("/respond/") == []
     assert slack.server.calls("/api/users.info") == []
     assert Task.get_by_id(task.id).version == 1

@@ -82,7 +82,7 @@ def test_assignee_without_slack_account_skipped(slack, task):
 
 
 def test_slack_error_logged_not_raised(slack, task, caplog):
-    # Slack answers chat.postMessage with an error for this user's channel.
+    # Slack returns an error for chat.postMessage, as for an archived channel.
     slack.server.failures["chat.postMessage"] = "channel_not_found"
 
     with caplog.at_level(logging.WARNING, logger="bot.notify"):

@@ -152,7 +152,7 @@ def test_retry_of_unseen_command_applied(slack, task):
     assert Task.get_by_id(task.id).status == "fixed"
 
 
-def test_retry_of_rejected_command_answered(slack, task):
+def test_retry_of_rejected_command_replied(slack, task):
     body = slack.body(f"close {task.id}", STRANGER_ID)
     slack.post(body)
     slack.server.wait_for(f"/respond/{slack.sent}")
@@ -211,7 +211,7 @@ def test_profile_cached_between_commands(slack, task):
     assert looked_up == [ASSIGNEE_ID]
 
 
-def test_database_failure_answered_and_logged(slack, task, db, caplog):
+def test_database_failure_reported_and_logged(slack, task, db, caplog):
     # A missing table makes the command fail inside the database driver.
     db.execute_sql("ALTER TABLE event RENAME TO event_hidden")
     try:
@@ -225,7 +225,7 @@ def test_database_failure_answered_and_logged(slack, task, db, caplog):
     assert "show command failed" in caplog.text
 
 
-def test_slack_off_answers_503(make_settings):
+def test_slack_off_returns_503(make_settings):
     from wsgi import create_app
 
     flask_app = create_app(make_settings())
