@@ -122,11 +122,15 @@ def track_thread(
         task = create_task(actor, fields)
     except Conflict as exc:
         # Someone tracked the thread between the check above and this insert.
+        logger.info("thread %s was tracked by another request first", thread_id)
         other = Task.get_or_none(Task.id == exc.existing_task_id)
         if other is None:
             return cards.update_card(cards.untracked_card(context.base_url), exc.detail)
         return _task_response(other, actor, context, _already_tracked(other.id))
     except TaskError as exc:
+        logger.info(
+            "tracking thread %s rejected for %s: %s", thread_id, actor.email, exc
+        )
         return cards.update_card(cards.untracked_card(context.base_url), exc.detail)
 
     return _task_response(
@@ -204,6 +208,7 @@ def _update(
         version = _integer("version", _parameter(event, "version") or None)
         task = update_task(actor, task_id, fields, expected_version=version)
     except PreconditionFailed:
+        logger.info("stale card for task %s from %s", task_id, actor.email)
         current = Task.get_or_none(Task.id == task_id)
         message = (
             f"Task {task_id} changed since this card was shown, so nothing was "
@@ -211,6 +216,7 @@ def _update(
         )
         return _task_response(current, actor, context, message, task_id)
     except TaskError as exc:
+        logger.info("change of task %s rejected for %s: %s", raw_id, actor.email, exc)
         current = None if isinstance(exc, NotFound) else _task_or_none(raw_id)
         return _task_response(current, actor, context, exc.detail, raw_id)
 

@@ -67,7 +67,8 @@ def run_action() -> str | tuple[str, int]:
         parameters = {
             item["key"]: item["value"] for item in action.get("parameters", [])
         }
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError) as exc:
+        logger.warning("preview action from %s rejected: %r", actor.email, exc)
         return render_template(
             "addon/preview.html", error="The button sent no valid action."
         ), 400

@@ -62,10 +62,10 @@ def verify_addon_request(request: Request, settings: Settings) -> str:
 
     event = request.get_json(silent=True)
     user_token = _user_id_token(event)
-    # NOTE: Google's add-on docs do not say which audience the user ID token
-    # carries; it is assumed to be the add-on's OAuth client id (the
-    # `oauthClientId` of get-authorization). Log the decoded `aud` on the
-    # first live deployment and adjust ADDON_OAUTH_CLIENT_ID if it differs.
+    # NOTE: Google's add-on docs do not state the audience of the user ID
+    # token, so the add-on's OAuth client id (`oauthClientId`) is assumed.
+    # A mismatch is logged with the token's `aud`, so check the first live
+    # requests and correct ADDON_OAUTH_CLIENT_ID if they are rejected.
     user_claims = verify_google_id_token(user_token, settings.addon_oauth_client_id)
     email = str(user_claims.get("email") or "").lower()
     if not email or user_claims.get("email_verified") is not True:

@@ -124,12 +124,14 @@ def test_unsigned_user_token_rejected(addon, open_task):
     assert_unchanged(open_task)
 
 
-def test_user_token_for_other_client_rejected(addon, open_task):
+def test_user_token_for_other_client_rejected(addon, open_task, caplog):
     token = addon.user_token(CREATOR, audience="other-app.apps.googleusercontent.com")
 
     response = addon.post(STATUS_PATH, close_event(addon, open_task, user_token=token))
 
     assert response.status_code == 401
+    # The log names the token's audience, so a wrong setting is easy to fix.
+    assert "other-app.apps.googleusercontent.com" in caplog.text
     assert_unchanged(open_task)
 
 
