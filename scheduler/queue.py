@@ -36,6 +36,7 @@ POLL_SECONDS = 1.0
 # few for inspection, so the queue file does not grow forever.
 CLEAR_EVERY_ACKS = 500
 KEEP_ACKED = 100
+CLEAR_MAX_ROWS = 100_000
 
 
 class ReminderQueue(ABC):
@@ -134,7 +135,9 @@ class SQLiteReminderQueue(ReminderQueue):
         return handled
 
     def clear_acked(self) -> None:
-        self._queue.clear_acked_data(max_delete=None, keep_latest=KEEP_ACKED)
+        # persist-queue builds "LIMIT max_delete OFFSET keep_latest", and SQLite
+        # accepts OFFSET only after a LIMIT, so max_delete must be a number.
+        self._queue.clear_acked_data(max_delete=CLEAR_MAX_ROWS, keep_latest=KEEP_ACKED)
         self._acked_since_clear = 0
 
     def waiting_count(self) -> int:
@@ -216,15 +219,13 @@ class RQReminderQueue(ReminderQueue):
         return False
 
     def work(self, handle: Handler, *, burst: bool, stop: threading.Event) -> int:
-        from rq import SimpleWorker
-
         from scheduler import jobs
 
         jobs.use_handler(handle)
         # SimpleWorker runs jobs in this process, where the database and the
         # transport are already set up; RQ installs its own SIGTERM and
         # SIGINT handlers for a warm shutdown, so ``stop`` is not consulted.
-        worker = SimpleWorker([self.queue], connection=self.connection)
+        worker = _worker_class()([self.queue], connection=self.connection)
         worker.work(burst=burst, with_scheduler=not burst, logging_level=None)
         return worker.successful_job_count + worker.failed_job_count
 
@@ -236,6 +237,24 @@ class RQReminderQueue(ReminderQueue):
 
     def close(self) -> None:
         self.connection.close()
+
+
+def _worker_class() -> type:
+    from rq import SimpleWorker
+
+    class ReminderWorker(SimpleWorker):
+        # NOTE: rq 3.0.0 listens for commands with a pubsub thread that blocks
+        # up to 60 s per read, and redis-py 8.2.0 joins that thread on stop,
+        # so every worker exit could hang for a minute. A 1 s read keeps the
+        # exit short; drop this once rq passes a timeout to stop().
+        def subscribe(self) -> None:
+            self.pubsub = self.connection.pubsub()
+            self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+            self.pubsub_thread = self.pubsub.run_in_thread(
+                sleep_time=1, daemon=True, exception_handler=self._pubsub_exception_handler
+            )
+
+    return ReminderWorker
 
 
 def _handle_safely(handle: Handler, data: object) -> None:
