@@ -17,7 +17,7 @@ from playwright.sync_api import Browser, expect, sync_playwright
 from werkzeug.serving import make_server
 
 from core.models import Event, Task
-from tests.conftest import ASSIGNEE
+from tests.conftest import ASSIGNEE, STRANGER
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -94,4 +94,15 @@ def test_mark_fixed_in_browser(browser, live_server, token_for, open_task):
         f"Task {open_task.id} is now critical."
     )
     assert Task.get_by_id(open_task.id).criticality == "critical"
+
+    # Enter in the text field must not press the card's first button (Reopen).
+    page.get_by_label("Assignee").fill(STRANGER)
+    page.get_by_label("Assignee").press("Enter")
+    page.get_by_role("button", name="Assign").click()
+
+    expect(page.get_by_role("status")).to_have_text(
+        f"Task {open_task.id} is assigned to {STRANGER}."
+    )
+    assert Task.get_by_id(open_task.id).assigned_to == STRANGER
+    assert Task.get_by_id(open_task.id).status == "fixed"
     context.close()
