@@ -49,11 +49,11 @@ def make_queue(tmp_path: Path, request: pytest.FixtureRequest):
     opened: list = []
     names: list[tuple] = []
 
-    def build(kind: str, *, consumer: bool = True):
+    def build(kind: str, *, consumer: bool = True, directory: Path | None = None):
         from scheduler.queue import RQReminderQueue, SQLiteReminderQueue
 
         if kind == "sqlite":
-            queue = SQLiteReminderQueue(tmp_path / "queue", consumer=consumer)
+            queue = SQLiteReminderQueue(directory or tmp_path / "queue", consumer=consumer)
         else:
             connection = request.getfixturevalue("redis_connection")
             name = getattr(request.node, "_rq_queue_name", None)
