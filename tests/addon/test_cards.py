@@ -361,3 +361,46 @@ def test_track_without_message(addon, gmail, db):
     assert "Open a message in Gmail" in notification_of(body)
     assert gmail.requests == []
     assert Task.select().count() == 0
+
+
+class QueryCounter:
+    """Counts the SQL statements the database runs inside a ``with`` block."""
+
+    def __init__(self, database) -> None:
+        self.database = database.obj
+        self.statements: list[str] = []
+
+    def __enter__(self) -> QueryCounter:
+        original = self.database.execute_sql
+
+        def counting(sql, *args, **kwargs):
+            self.statements.append(sql)
+            return original(sql, *args, **kwargs)
+
+        self.database.execute_sql = counting
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        del self.database.execute_sql
+
+
+def test_homepage_runs_one_query(addon, db):
+    creator = Actor(CREATOR, "api")
+    for number in range(5):
+        create_task(
+            creator,
+            {"thread_id": f"t-{number}", "subject": "Jam", "assigned_to": ASSIGNEE},
+        )
+
+    with QueryCounter(db) as counter:
+        response = addon.act("/addon/homepage", ASSIGNEE)
+
+    assert len(widgets_of(card_of(response.get_json()), "decoratedText")) == 5
+    assert len(counter.statements) == 1
+
+
+def test_task_card_runs_two_queries(addon, db, open_task):
+    with QueryCounter(db) as counter:
+        addon.act("/addon/message", CREATOR, thread_id="thread-1")
+
+    assert len(counter.statements) == 2
