@@ -125,14 +125,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
+    stop = threading.Event()
+    install_stop_handlers(stop)
     settings = start("clock")
     # The clock only produces: it must not resume the worker's messages.
     queue = open_queue(settings, consumer=False)
     try:
         if args.once:
             return 0 if run_once(queue) else 1
-        stop = threading.Event()
-        install_stop_handlers(stop)
         run_forever(settings, queue, stop)
     finally:
         queue.close()

@@ -61,9 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    settings = start("worker")
     stop = threading.Event()
     install_stop_handlers(stop)
+    settings = start("worker")
     run(settings, burst=args.burst, stop=stop)
     return 0
 

@@ -1,0 +1,157 @@
+"""The clock's schedule, its failure handling, and both process entry points."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from freezegun import freeze_time
+
+from core.models import Delivery
+from core.timeutil import utcnow
+from scheduler import clock
+from scheduler.clock import build_scheduler, run_once
+from scheduler.worker import build_handler
+from tests.conftest import ASSIGNEE
+from tests.reminders.conftest import make_task, outbox_messages
+
+ROOT = Path(__file__).resolve().parents[2]
+CLOCK_START = datetime(2026, 3, 2, 9, 0, 0)
+
+
+def test_assignment_notice_leaves_within_a_minute(db, settings, outbox, make_queue):
+    queue = make_queue("sqlite")
+    with freeze_time(CLOCK_START) as frozen:
+        scheduler = build_scheduler(settings, queue)
+        make_task(now=utcnow(), assigned_to=ASSIGNEE)
+
+        frozen.tick(timedelta(seconds=31))
+        scheduler.run_pending()
+        queue.work(build_handler(settings, transport=outbox), burst=True, stop=threading.Event())
+
+    [email] = outbox_messages(outbox)
+    assert email["To"] == ASSIGNEE
+    assert "You have been assigned" in email.get_body(("plain",)).get_content()
+
+
+def test_failing_job_is_logged_and_runs_again(db, settings, make_queue, monkeypatch, caplog):
+    calls = []
+
+    def failing_poll() -> None:
+        calls.append(utcnow())
+        raise RuntimeError("mailbox unreachable")
+
+    monkeypatch.setattr(clock, "poll_mail", failing_poll)
+    queue = make_queue("sqlite")
+    with freeze_time(CLOCK_START) as frozen:
+        scheduler = build_scheduler(settings, queue)
+        for _ in range(2):
+            frozen.tick(timedelta(minutes=settings.mail_poll_minutes, seconds=1))
+            scheduler.run_pending()
+
+    assert len(calls) == 2
+    failures = [r for r in caplog.records if "mail-poll failed" in r.getMessage()]
+    assert len(failures) == 2
+    assert failures[0].levelno == logging.ERROR
+    assert failures[0].exc_info is not None
+
+
+def test_tick_runs_on_schedule(db, settings, make_queue):
+    task = make_task(now=CLOCK_START, criticality="critical")
+    queue = make_queue("sqlite")
+    with freeze_time(CLOCK_START) as frozen:
+        scheduler = build_scheduler(settings, queue)
+        frozen.tick(timedelta(minutes=settings.reminder_tick_minutes, seconds=1))
+        scheduler.run_pending()
+
+    reminder = Delivery.get((Delivery.task == task.id) & (Delivery.kind == "open_reminder"))
+    assert reminder.status == "queued"
+    assert queue.waiting_count() == 2
+
+
+def test_run_once_reports_failing_job(db, make_queue, monkeypatch):
+    task = make_task(now=CLOCK_START, criticality="high")
+
+    def failing_poll() -> None:
+        raise RuntimeError("mailbox unreachable")
+
+    monkeypatch.setattr(clock, "poll_mail", failing_poll)
+    with freeze_time(CLOCK_START + timedelta(hours=2)):
+        ok = run_once(make_queue("sqlite"))
+
+    assert ok is False
+    assert Delivery.select().where(
+        (Delivery.task == task.id) & (Delivery.kind == "open_reminder")
+    ).count() == 1
+
+
+def process_env(settings) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DATA_DIR": str(settings.data_dir),
+        "DATABASE_URL": settings.resolved_database_url,
+        "MAILBOX_ADDRESS": settings.mailbox_address,
+        "PUBLIC_BASE_URL": settings.public_base_url,
+        "REDIS_URL": "",
+        "MAIL_TRANSPORT": "outbox",
+        "MAILDIR": str(settings.data_dir / "maildir"),
+    }
+
+
+def test_clock_once_and_worker_burst_processes(db, settings, outbox):
+    task = make_task(now=utcnow() - timedelta(days=2), criticality="medium")
+    env = process_env(settings)
+
+    subprocess.run(
+        [sys.executable, "-m", "scheduler.clock", "--once"], cwd=ROOT, env=env,
+        capture_output=True, timeout=120,
+    )
+    worker = subprocess.run(
+        [sys.executable, "-m", "scheduler.worker", "--burst"], cwd=ROOT, env=env,
+        capture_output=True, timeout=120, text=True,
+    )
+
+    assert worker.returncode == 0, worker.stderr
+    kinds = sorted(
+        d.kind for d in Delivery.select().where(
+            (Delivery.task == task.id) & (Delivery.status == "sent")
+        )
+    )
+    assert kinds == ["assigned", "open_reminder"]
+    assert len(outbox_messages(outbox)) == 2
+
+
+@pytest.mark.parametrize("module", ["scheduler.clock", "scheduler.worker"])
+def test_sigterm_stops_process_cleanly(db, settings, module):
+    process = subprocess.Popen(
+        [sys.executable, "-m", module], cwd=ROOT, env=process_env(settings),
+        stderr=subprocess.PIPE, text=True,
+    )
+    for line in process.stderr:
+        if "starting" in line:
+            break
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 0
+
+
+def test_bad_settings_stop_start_up(settings):
+    env = {**process_env(settings), "TRIAGE_EMAIL": "not an address"}
+
+    result = subprocess.run(
+        [sys.executable, "-m", "scheduler.worker", "--burst"], cwd=ROOT, env=env,
+        capture_output=True, text=True, timeout=120,
+    )
+
+    assert result.returncode == 2
+    assert "TRIAGE_EMAIL='not an address' is not an email address" in result.stderr
