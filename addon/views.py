@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
@@ -28,7 +29,9 @@ def request_context() -> Context:
     )
 
 
-def _endpoint(handler: Handler):
+def _endpoint(handler: Handler) -> Callable[[], Response]:
+    """Wrap a handler in a view that verifies Google's tokens first."""
+
     def view() -> Response:
         settings = current_app.config["SETTINGS"]
         try:
