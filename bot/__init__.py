@@ -10,9 +10,11 @@ from dataclasses import dataclass
 from flask import Flask, Response, request
 from slack_bolt import App
 from slack_bolt.adapter.flask import SlackRequestHandler
+from slack_sdk import WebClient
 
 from bot import notify
 from bot.notify import AssignmentNotifier
+from bot.slack_app import build_app, build_client
 from core.config import ConfigError, Settings
 
 logger = logging.getLogger(__name__)
@@ -50,8 +52,6 @@ def init_app(app: Flask) -> None:
         )
         return
 
-    from bot.slack_app import build_app, build_client
-
     client = build_client(settings)
     executor = ThreadPoolExecutor(
         max_workers=COMMAND_THREADS, thread_name_prefix="slack-command"
@@ -68,13 +68,27 @@ def init_app(app: Flask) -> None:
 
     app.add_url_rule(EVENTS_PATH, "slack_events", slack_events, methods=["POST"])
 
-    if settings.slack_notify_assignee:
-        extension.notifier = AssignmentNotifier(client, settings)
-    notify.install(extension.notifier)
+    extension.notifier = start_assignment_notices(settings, client)
     logger.debug(
         "Slack command %s on %s; assignment messages %s",
         settings.slack_command, EVENTS_PATH, "on" if extension.notifier else "off",
     )
+
+
+def start_assignment_notices(
+    settings: Settings, client: WebClient | None = None
+) -> AssignmentNotifier | None:
+    """Send Slack direct messages for assignments made in this process.
+
+    The web app calls this from init_app. A process that changes tasks without
+    building the app, such as the mail poller in the clock, calls it at start.
+    Returns the notifier, or None when Slack or the notices are off.
+    """
+    notifier = None
+    if check_settings(settings) and settings.slack_notify_assignee:
+        notifier = AssignmentNotifier(client or build_client(settings), settings)
+    notify.install(notifier)
+    return notifier
 
 
 def check_settings(settings: Settings) -> bool:

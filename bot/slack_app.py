@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from slack_bolt import Ack, App, BoltRequest, Respond
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackClientError
 
 from bot import actions, dedup, views
 from bot.commands import FORMS, Command, CommandError, parse
@@ -56,6 +58,20 @@ def build_app(
         ack=handler.acknowledge, lazy=[handler.run_and_reply]
     )
     return bolt
+
+
+def send_reply(respond: Respond, user_id: str, **message: Any) -> None:
+    """Post to the command's response_url, logging a failure instead of raising."""
+    try:
+        response = respond(**message)
+    except (OSError, SlackClientError) as exc:
+        logger.warning("Slack user %s: reply could not be sent: %s", user_id, exc)
+        return
+    if response.status_code != 200:
+        logger.warning(
+            "Slack user %s: reply rejected with HTTP %s: %s",
+            user_id, response.status_code, response.body[:200],
+        )
 
 
 class CommandHandler:
@@ -114,9 +130,11 @@ class CommandHandler:
 
         if reply is None:
             return
-        respond(text=reply.text, blocks=reply.blocks, response_type="ephemeral")
+        send_reply(respond, user_id, text=reply.text, blocks=reply.blocks,
+                   response_type="ephemeral")
         if reply.announcement and self.settings.slack_announce:
-            respond(text=views.escape(reply.announcement), response_type="in_channel")
+            send_reply(respond, user_id, text=views.escape(reply.announcement),
+                       response_type="in_channel")
 
     def run(
         self, command: Command, user_id: str, client: WebClient,

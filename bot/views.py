@@ -18,6 +18,9 @@ from core.timeutil import isoformat
 
 Blocks = list[dict[str, Any]]
 MAX_SUBJECT_CHARS = 150
+# Slack rejects a section longer than 3000 characters, and five changes of a
+# 998-character subject would pass that, so each shown value is shortened.
+MAX_VALUE_CHARS = 80
 
 
 def escape(text: str) -> str:
@@ -52,10 +55,12 @@ def slack_date(value: datetime | None) -> str:
     return f"<!date^{seconds}^{{date_short_pretty}} {{time}}|{isoformat(value)}>"
 
 
+def shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def task_line(task: Task, settings: Settings) -> str:
-    subject = task.subject or "(no subject)"
-    if len(subject) > MAX_SUBJECT_CHARS:
-        subject = subject[: MAX_SUBJECT_CHARS - 1] + "…"
+    subject = shorten(task.subject or "(no subject)", MAX_SUBJECT_CHARS)
     assignee = escape(task.assigned_to) if task.assigned_to else "unassigned"
     return (
         f"*#{task.id}* {escape(subject)}\n"
@@ -113,14 +118,18 @@ def _event_lines(events: Sequence[Event]) -> str:
     lines = []
     for event in events:
         change = "created the task" if event.field == "created" else (
-            f"set {event.field} from {escape(event.old_value or '(empty)')} "
-            f"to {escape(event.new_value or '(empty)')}"
+            f"set {event.field} from {_value(event.old_value)} "
+            f"to {_value(event.new_value)}"
         )
         lines.append(
             f"{slack_date(event.created_at)} {escape(event.actor)} "
             f"({event.channel}) {change}"
         )
     return "\n".join(lines)
+
+
+def _value(value: str | None) -> str:
+    return escape(shorten(value or "(empty)", MAX_VALUE_CHARS))
 
 
 def _delivery_lines(deliveries: Sequence[Delivery]) -> str:

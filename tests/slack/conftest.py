@@ -146,14 +146,17 @@ def _handler_for(server: SlackApiServer) -> type[BaseHTTPRequestHandler]:
                 params.update(parse_qsl(raw))
             server.record(Recorded(self.command, parts.path, params, dict(self.headers)))
 
-            if parts.path.startswith("/respond/"):
+            if parts.path.startswith("/respond/expired"):
+                # What Slack returns once a response_url has been used up or is too old.
+                self._send(b"expired_url", "text/plain", status=404)
+            elif parts.path.startswith("/respond/"):
                 self._send(b"ok", "text/plain")
             else:
                 body = json.dumps(server.response_for(parts.path, params)).encode()
                 self._send(body, "application/json")
 
-        def _send(self, body: bytes, content_type: str) -> None:
-            self.send_response(200)
+        def _send(self, body: bytes, content_type: str, status: int = 200) -> None:
+            self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -265,9 +268,12 @@ class SlackSender:
             headers=all_headers,
         )
 
-    def command(self, text: str, user_id: str = CREATOR_ID, **kwargs: Any):
+    def command(
+        self, text: str, user_id: str = CREATOR_ID, fields: dict | None = None,
+        **kwargs: Any,
+    ):
         """Send ``/task TEXT`` as ``user_id``; return the HTTP response and body."""
-        body = self.body(text, user_id)
+        body = self.body(text, user_id, **(fields or {}))
         return self.post(body, **kwargs), body
 
     def reply(self, text: str, user_id: str = CREATOR_ID) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from datetime import datetime, timedelta
 
 import pytest
@@ -347,3 +348,30 @@ def test_malformed_command_reported_in_ack(slack, db, text, form, message):
     assert slack.server.calls("/respond/") == []
     assert slack.server.calls("/api/users.info") == []
     assert Task.get_by_id(task.id).version == 1
+
+
+def test_show_shortens_long_values(slack, db):
+    task = make_task(1)
+    for number in range(5):
+        tasks.update_task(actor(), task.id, {"subject": str(number) * 998})
+
+    reply = slack.reply(f"show {task.id}")
+    slack.finish()
+
+    # Slack rejects a message with a section text over 3000 characters.
+    for block in reply["blocks"]:
+        assert len(block["text"]["text"]) <= 3000
+    assert "from 3333333" in message_text(reply)
+
+
+def test_expired_response_url_logged(slack, db, caplog):
+    task = make_task(1)
+    expired = {"response_url": f"{slack.server.url}/respond/expired"}
+
+    with caplog.at_level(logging.WARNING, logger="bot.slack_app"):
+        response, _ = slack.command(f"show {task.id}", fields=expired)
+        slack.finish()
+
+    assert response.status_code == 200
+    assert len(slack.server.calls("/respond/expired")) == 1
+    assert "reply rejected with HTTP 404: expired_url" in caplog.text

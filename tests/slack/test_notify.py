@@ -103,3 +103,22 @@ def test_notices_off_sends_nothing(slack, task):
 
     assert slack.server.calls("/api/users.lookupByEmail") == []
     assert slack.server.calls("/api/chat.postMessage") == []
+
+
+def test_process_without_app_sends_notices(slack, task, settings):
+    from bot import start_assignment_notices
+
+    # The clock process changes tasks without building the web app.
+    notifier = start_assignment_notices(settings)
+    tasks.update_task(actor(CREATOR, "mail"), task.id, {"assigned_to": ASSIGNEE})
+    notifier.shutdown()
+
+    posted = slack.server.calls("/api/chat.postMessage")
+    assert [r.params["channel"] for r in posted] == [f"D{ASSIGNEE_ID}"]
+
+
+def test_notices_off_without_slack(make_settings):
+    from bot import start_assignment_notices
+
+    assert start_assignment_notices(make_settings()) is None
+    assert start_assignment_notices(make_settings(slack_notify_assignee=True)) is None
