@@ -31,6 +31,7 @@ from core.mail.parse import (
     peek_message_id,
 )
 from core.models import Delivery, Event, MailMessage, Task
+from core.sqlcache import cached_select
 from core.tasks import MAX_SUBJECT_LENGTH, Actor, create_task, update_task
 from core.timeutil import utcnow
 
@@ -51,6 +52,7 @@ class Outcome:
     message_id: str
     reason: str = ""
     task_id: int | None = None
+    thread_id: str = ""
 
 
 class _AlreadySeen(Exception):
@@ -96,89 +98,84 @@ def ingest_message(
 def _store(
     parsed: ParsedMessage, incoming: IncomingMessage, settings: Settings, now: datetime
 ) -> Outcome:
-    row = _claim(parsed, incoming, now)
-    if row.direction == "out":
-        return _finish_own(row, parsed)
+    source_id = f"{incoming.source}:{incoming.source_id}"[:255]
+    seen = _row_for(parsed.message_id)
+    if seen is not None:
+        if seen.direction == "out":
+            return _claim_own(seen, source_id)
+        raise _AlreadySeen
 
-    verdict = _own_by_id(parsed) or classify(parsed)
+    verdict = classify(parsed)
     if verdict.kind == BOUNCE:
         outcome = _handle_bounce(parsed, verdict, now)
     elif not verdict.makes_task:
         outcome = Outcome(IGNORED, parsed.message_id, verdict.reason)
     else:
         outcome = _handle_person(parsed, incoming, settings, now)
-    return _finish(row, parsed, outcome, thread_id=incoming.thread_id)
+    _record(parsed, incoming, source_id, outcome, now)
+    return outcome
 
 
 _OWN_REASON = "sent by threadtask (its Message-ID was recorded when it was sent)"
 
 
-def _claim(parsed: ParsedMessage, incoming: IncomingMessage, now: datetime) -> MailMessage:
-    """Insert the message's row, or take over our own sent message's row.
-
-    Raises _AlreadySeen when the message was handled before.
-    """
-    source_id = f"{incoming.source}:{incoming.source_id}"[:255]
-    sent = MailMessage.get_or_none(
-        (MailMessage.message_id == parsed.message_id) & (MailMessage.direction == "out")
+def _row_for(message_id: str) -> MailMessage | None:
+    rows = cached_select(
+        MailMessage,
+        "mail-message-by-id",
+        lambda: MailMessage.select().where(MailMessage.message_id == ""),
+        [message_id],
     )
-    if sent is not None:
-        # Our own email read back from the mailbox. The conditional update
-        # claims it once, like the insert below does for other messages.
-        claimed = (
-            MailMessage.update(source_id=source_id)
-            .where((MailMessage.id == sent.id) & (MailMessage.source_id == ""))
-            .execute()
+    return next(iter(rows), None)
+
+
+def _claim_own(sent: MailMessage, source_id: str) -> Outcome:
+    """Note on the sender's row that our own message was read back, once."""
+    # The conditional update lets only one poll claim the message. The
+    # sender's own outcome, if it wrote one, is kept.
+    claimed = (
+        MailMessage.update(
+            source_id=source_id,
+            outcome=sent.outcome or IGNORED,
+            reason=_OWN_REASON,
         )
-        if claimed != 1:
-            raise _AlreadySeen
-        sent.source_id = source_id
-        return sent
+        .where((MailMessage.id == sent.id) & (MailMessage.source_id == ""))
+        .execute()
+    )
+    if claimed != 1:
+        raise _AlreadySeen
+    logger.info("mail %s is our own, read back: ignored", sent.message_id)
+    return Outcome(IGNORED, sent.message_id, _OWN_REASON, sent.task_id)
+
+
+def _record(
+    parsed: ParsedMessage,
+    incoming: IncomingMessage,
+    source_id: str,
+    outcome: Outcome,
+    now: datetime,
+) -> None:
+    """Insert the message's row; the unique Message-ID makes this the claim.
+
+    Two pollers that both got past ``_row_for`` meet here: the second insert
+    fails, and its whole transaction, task change included, is rolled back.
+    """
     try:
-        with database.atomic():
-            return MailMessage.create(
-                message_id=parsed.message_id,
-                direction="in",
-                source_id=source_id,
-                thread_id=incoming.thread_id[:255],
-                created_at=now,
-            )
+        MailMessage.insert(
+            message_id=parsed.message_id,
+            direction="in",
+            source_id=source_id,
+            thread_id=(outcome.thread_id or incoming.thread_id)[:255],
+            task=outcome.task_id,
+            outcome=outcome.outcome,
+            reason=outcome.reason,
+            sender=parsed.sender[:320],
+            subject=parsed.subject,
+            attachments=json.dumps([item.as_dict() for item in parsed.attachments]),
+            created_at=now,
+        ).execute()
     except pw.IntegrityError:
-        # The unique index on message_id: this message was stored before.
         raise _AlreadySeen from None
-
-
-def _own_by_id(parsed: ParsedMessage) -> Verdict | None:
-    delivery = Delivery.get_or_none(Delivery.message_id == parsed.message_id)
-    if delivery is not None:
-        return Verdict(OWN, f"sent by threadtask (delivery {delivery.id})")
-    return None
-
-
-def _finish_own(row: MailMessage, parsed: ParsedMessage) -> Outcome:
-    """Note on the sender's row that our own message was read back."""
-    # The sender's own outcome, if it wrote one, is kept.
-    row.outcome = row.outcome or IGNORED
-    row.reason = _OWN_REASON
-    row.save()
-    logger.info("mail %s is our own, read back: ignored", parsed.message_id)
-    return Outcome(IGNORED, row.message_id, _OWN_REASON, row.task_id)
-
-
-def _finish(
-    row: MailMessage, parsed: ParsedMessage, outcome: Outcome, thread_id: str = ""
-) -> Outcome:
-    row.outcome = outcome.outcome
-    row.reason = outcome.reason
-    row.task = outcome.task_id
-    row.sender = parsed.sender[:320]
-    row.subject = parsed.subject
-    row.attachments = json.dumps([item.as_dict() for item in parsed.attachments])
-    if outcome.task_id is not None:
-        row.thread_id = Task.get_by_id(outcome.task_id).thread_id
-    elif thread_id:
-        row.thread_id = thread_id[:255]
-    row.save()
     logger.info(
         "mail %s from %s: %s%s%s",
         parsed.message_id,
@@ -187,7 +184,6 @@ def _finish(
         f" task {outcome.task_id}" if outcome.task_id else "",
         f" ({outcome.reason})" if outcome.reason else "",
     )
-    return outcome
 
 
 # People
@@ -222,8 +218,7 @@ def _handle_person(
         "html": parsed.html,
     }
     try:
-        with database.atomic():
-            task = create_task(actor, fields, now=now)
+        task = create_task(actor, fields, now=now)
     except Conflict as exc:
         # The thread root names a task that this message did not reference,
         # such as a reply that arrived before the message it answers.
@@ -232,7 +227,7 @@ def _handle_person(
         return _update(actor, Task.get_by_id(exc.existing_task_id), parsed, now)
     except InvalidField as exc:
         return Outcome(IGNORED, parsed.message_id, f"not accepted as a task: {exc.detail}")
-    return Outcome(CREATED, parsed.message_id, "", task.id)
+    return Outcome(CREATED, parsed.message_id, "", task.id, task.thread_id)
 
 
 def _update(actor: Actor, task: Task, parsed: ParsedMessage, now: datetime) -> Outcome:
@@ -242,7 +237,7 @@ def _update(actor: Actor, task: Task, parsed: ParsedMessage, now: datetime) -> O
     if parsed.html:
         fields["html"] = parsed.html
     update_task(actor, task.id, fields, now=now)
-    return Outcome(UPDATED, parsed.message_id, "", task.id)
+    return Outcome(UPDATED, parsed.message_id, "", task.id, task.thread_id)
 
 
 def _assignee(parsed: ParsedMessage, mailbox_address: str, settings: Settings) -> str:
@@ -279,10 +274,11 @@ def find_thread(parsed: ParsedMessage, provider_thread_id: str = "") -> Thread:
             return Thread(task)
 
     ids = parsed.reply_ids
-    own = [parsed.message_id]
-    task = _task_for_ids(ids, own)
+    task = _task_for_ids(ids)
     if task is not None:
         return Thread(task)
+    if not ids and not provider_thread_id:
+        return Thread()
 
     seen = MailMessage.select(MailMessage.task, MailMessage.outcome).where(
         (MailMessage.message_id.in_(ids))
@@ -297,26 +293,34 @@ def find_thread(parsed: ParsedMessage, provider_thread_id: str = "") -> Thread:
     return Thread(None, deleted)
 
 
-def _task_for_ids(ids: list[str], own: list[str]) -> Task | None:
-    if ids:
-        row = (
-            MailMessage.select(MailMessage.task)
-            .where(MailMessage.message_id.in_(ids) & MailMessage.task.is_null(False))
-            .first()
-        )
-        if row is not None:
-            return Task.get_by_id(row.task_id)
-        delivery = (
-            Delivery.select(Delivery.task)
-            .where(Delivery.message_id.in_(ids))
-            .first()
-        )
-        if delivery is not None:
-            return Task.get_by_id(delivery.task_id)
-    condition = Task.thread_id.in_([*ids, *own])
-    if ids:
-        condition |= Task.latest_message_id.in_(ids)
-    return Task.select().where(condition).order_by(Task.id).first()
+def _task_for_ids(ids: list[str]) -> Task | None:
+    if not ids:
+        return None
+    count = len(ids)
+    rows = cached_select(
+        Task,
+        f"task-by-message-ids-{count}",
+        lambda: Task.select()
+        .join(MailMessage, on=(MailMessage.task == Task.id))
+        .where(MailMessage.message_id.in_([""] * count))
+        .order_by(Task.id)
+        .limit(1),
+        [*ids, 1],
+    )
+    task = next(iter(rows), None)
+    if task is not None:
+        return task
+    delivery = Delivery.select(Delivery.task).where(Delivery.message_id.in_(ids)).first()
+    if delivery is not None:
+        return Task.get_by_id(delivery.task_id)
+    # Tasks made through the API or the add-on name a Message-ID as their
+    # thread id or latest message without any MailMessage row.
+    return (
+        Task.select()
+        .where(Task.thread_id.in_(ids) | Task.latest_message_id.in_(ids))
+        .order_by(Task.id)
+        .first()
+    )
 
 
 # Bounces

@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.header import decode_header, make_header
+from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage, Message
 from email.policy import compat32
 from email.parser import BytesHeaderParser, BytesParser
@@ -47,7 +48,35 @@ REPORT_PART_TYPES = {
 }
 
 _MESSAGE_ID = re.compile(r"<[^<>\s]+>")
-_PARSER = BytesParser(policy=policy.default)
+
+
+class _CachingHeaderRegistry(HeaderRegistry):
+    """Parse each distinct header value once.
+
+    ``policy.default`` parses a header again on every access, and finding the
+    body reads Content-Type many times per part. Header objects are immutable
+    strings, so sharing one between equal values is safe.
+    """
+
+    max_entries = 512
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._cache: dict[tuple[str, str], BaseHeader] = {}
+
+    def __call__(self, name: str, value: str) -> BaseHeader:
+        key = (name, value)
+        header = self._cache.get(key)
+        if header is None:
+            header = super().__call__(name, value)
+            if len(self._cache) >= self.max_entries:
+                self._cache.clear()
+            self._cache[key] = header
+        return header
+
+
+MAIL_POLICY = policy.default.clone(header_factory=_CachingHeaderRegistry())
+_PARSER = BytesParser(policy=MAIL_POLICY)
 
 # Keep the sanitizer's defaults and also allow cid: links, so inline images
 # keep their reference to the part they name.
@@ -116,7 +145,9 @@ def parse_message(raw: bytes) -> ParsedMessage:
         message = _PARSER.parsebytes(_quote_boundary(raw))
     own_id = _first_id(header_text(message, "Message-ID"))
     message_id = own_id or generated_message_id(raw)
-    html_body = body_html(message)
+    html_part = _body_part(message, ("html",))
+    text_part = _body_part(message, ("plain",))
+    html_body = body_html(message, html_part, text_part)
     sender_name, sender = _sender(message)
 
     return ParsedMessage(
@@ -132,7 +163,7 @@ def parse_message(raw: bytes) -> ParsedMessage:
         in_reply_to=_all_ids(header_text(message, "In-Reply-To")),
         references=_all_ids(header_text(message, "References")),
         html=html_body,
-        attachments=list(attachments_of(message)),
+        attachments=list(attachments_of(message, (html_part, text_part))),
     )
 
 
@@ -144,7 +175,7 @@ def peek_message_id(raw: bytes) -> str:
     """
     head = re.split(rb"\r?\n\r?\n", raw[:MAX_HEADER_BYTES], maxsplit=1)[0]
     try:
-        headers = BytesHeaderParser(policy=policy.default).parsebytes(head)
+        headers = BytesHeaderParser(policy=MAIL_POLICY).parsebytes(head)
         return _first_id(header_text(headers, "Message-ID"))
     except Exception:  # noqa: BLE001 - the id is only a label here
         return ""
@@ -351,19 +382,24 @@ def raw_header_values(message: Message, name: str) -> list[str]:
 # Bodies
 
 
-def body_html(message: EmailMessage) -> str:
+def body_html(
+    message: EmailMessage,
+    html_part: Message | None = None,
+    text_part: Message | None = None,
+) -> str:
     """Return the body as sanitized HTML: the HTML part, or the text escaped.
 
     An HTML part with no visible text (some clients send an empty one beside
     the text part) loses to the text part.
     """
-    html_part = _body_part(message, ("html",))
+    if html_part is None and text_part is None:
+        html_part = _body_part(message, ("html",))
+        text_part = _body_part(message, ("plain",))
     if html_part is not None:
         markup = part_text(html_part)
         if _visible_text(markup):
             return sanitize_html(markup)
 
-    text_part = _body_part(message, ("plain",))
     if text_part is not None:
         return text_to_html(part_text(text_part))
     return ""
@@ -421,16 +457,9 @@ def text_to_html(text: str) -> str:
 # Attachments
 
 
-def attachments_of(message: Message):
-    """Yield metadata for every part that is not a message body."""
-    body_ids = {
-        id(part)
-        for part in (
-            _body_part(message, ("html",)),  # type: ignore[arg-type]
-            _body_part(message, ("plain",)),  # type: ignore[arg-type]
-        )
-        if part is not None
-    }
+def attachments_of(message: Message, body_parts: tuple[Message | None, ...]):
+    """Yield metadata for every part that is not one of ``body_parts``."""
+    body_ids = {id(part) for part in body_parts if part is not None}
     yield from _walk_attachments(message, body_ids)
 
 

@@ -24,9 +24,10 @@ from core.timeutil import utcnow
 logger = logging.getLogger(__name__)
 
 LOCK_KEY = "mail.poll.lock"
-# A poll refreshes its lock after every message; a lock older than this was
-# left by a poller that died, and the next poll takes it over.
+# A poll refreshes its lock every LOCK_REFRESH while it works; a lock older
+# than LOCK_LEASE was left by a poller that died, and the next poll takes it.
 LOCK_LEASE = timedelta(minutes=15)
+LOCK_REFRESH = timedelta(minutes=1)
 
 _process_lock = threading.Lock()
 
@@ -65,12 +66,15 @@ def _poll_with_lease(settings: Settings, mailbox: Mailbox | None) -> int:
 
 def _poll(settings: Settings, mailbox: Mailbox, owner: str) -> int:
     handled = 0
+    refreshed = utcnow()
     try:
         for incoming in mailbox.messages():
             ingest_message(incoming, settings)
             mailbox.acknowledge(incoming)
             handled += 1
-            refresh_lock(owner)
+            if utcnow() - refreshed >= LOCK_REFRESH:
+                refresh_lock(owner)
+                refreshed = utcnow()
         mailbox.commit()
     except RefreshError as exc:
         logger.error("gmail rejected the stored credentials (%s); %s", exc, REAUTHORIZE_HINT)
