@@ -68,6 +68,8 @@ def verify_addon_request(request: Request, settings: Settings) -> str:
     # requests and correct ADDON_OAUTH_CLIENT_ID if they are rejected.
     user_claims = verify_google_id_token(user_token, settings.addon_oauth_client_id)
     email = str(user_claims.get("email") or "").lower()
+    # NOTE: with granular consent a user may withhold userinfo.email. Such a
+    # request is rejected with 401, and no card asks the user for the scope.
     if not email or user_claims.get("email_verified") is not True:
         raise AuthenticationFailed("The user ID token has no verified email.")
     return email
