@@ -572,6 +572,12 @@ def _finish_attempt(
 # mail reader can tell our own replies from people's.
 DELIVERY_HEADER = "X-Threadtask-Delivery"
 
+# CRLF line ends as SMTP wants. Lines are folded only past RFC 5322's hard
+# limit of 998 characters, because folding a long Message-ID onto its own
+# continuation line leaves a leading space that some clients keep when they
+# match In-Reply-To against the original.
+EMAIL_POLICY = policy.SMTP.clone(max_line_length=998)
+
 INTRODUCTIONS = {
     "assigned": "You have been assigned this task, please check.",
     "open_reminder": "This task is still open and assigned to you. Please deal "
@@ -603,7 +609,7 @@ def render_email(
         ("Link", link),
     ]
 
-    message = EmailMessage(policy=policy.SMTP)
+    message = EmailMessage(policy=EMAIL_POLICY)
     message["From"] = _header_text(settings.mailbox_address)
     message["To"] = _header_text(delivery.recipient)
     message["Subject"] = reply_subject(task)
@@ -626,10 +632,12 @@ def render_email(
 
 def reply_subject(task: Task) -> str:
     """Return ``Re: <subject>``, keeping a subject that already starts with Re:."""
-    subject = _header_text(task.subject) or f"Task {task.id}"
+    # An empty subject stays empty, as mail clients reply to one, because
+    # Gmail threads a reply only when its subject matches the original's.
+    subject = _header_text(task.subject)
     if re.match(r"^re\s*:", subject, re.IGNORECASE):
         return subject
-    return f"Re: {subject}"
+    return f"Re: {subject}".strip()
 
 
 def _references(task: Task) -> list[str]:
