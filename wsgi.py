@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 
 from flask import Flask
@@ -46,10 +45,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     return app
 
 
-def _configure_logging() -> None:
+def _configure_logging(level: str) -> None:
     if not logging.getLogger().handlers:
         logging.basicConfig(
-            level=os.environ.get("LOG_LEVEL", "INFO").upper(),
+            level=level,
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
 
@@ -59,9 +58,10 @@ def __getattr__(name: str) -> Flask:
     # do) does not open the configured database.
     if name != "app":
         raise AttributeError(name)
-    _configure_logging()
     try:
-        built = create_app()
+        settings = load_settings()
+        _configure_logging(settings.log_level)
+        built = create_app(settings)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         raise SystemExit(2) from None

@@ -12,7 +12,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 CRITICALITIES = ("low", "medium", "high", "critical")
@@ -21,6 +27,12 @@ STATUSES = ("open", "fixed", "closed")
 DEFAULT_REMINDER_INTERVALS = "critical=30m,high=1h,medium=1d,low=7d"
 _DURATION = re.compile(r"^(\d+)\s*([mhdw])$")
 _DURATION_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+DATABASE_SCHEMES = ("sqlite", "postgres", "postgresql")
+_ADDRESS = re.compile(r"^[^@\s<>\",;]+@[^@\s<>\",;]+$")
+_DOMAIN = re.compile(
+    r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$"
+)
 
 CommaList = Annotated[tuple[str, ...], NoDecode]
 
@@ -72,6 +84,7 @@ class Settings(BaseSettings):
     # Storage
     data_dir: Path = Path("data")
     database_url: str = ""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
 
     # Access
     admin_emails: CommaList = ()
@@ -124,6 +137,48 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(item.lower() for item in _split_commas(value))
         return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        scheme = value.split(":", 1)[0].lower() if ":" in value else ""
+        if value and scheme not in DATABASE_SCHEMES:
+            raise ValueError(
+                "use sqlite:///PATH or postgresql://USER@HOST:PORT/NAME, "
+                "or leave it empty for SQLite under DATA_DIR"
+            )
+        return value
+
+    @field_validator("admin_emails")
+    @classmethod
+    def _check_admins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            if not _ADDRESS.match(item):
+                raise ValueError(f"{item!r} is not an email address")
+        return value
+
+    @field_validator("allowed_email_domains")
+    @classmethod
+    def _check_domains(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            if not _DOMAIN.match(item):
+                raise ValueError(f"{item!r} is not a domain name such as example.com")
+        return value
+
+    @field_validator("public_base_url", "addon_base_url", "slack_api_base_url")
+    @classmethod
+    def _check_url(cls, value: str, info: ValidationInfo) -> str:
+        if value and not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("must be an http:// or https:// URL")
+        if info.field_name == "slack_api_base_url":
+            return value
+        # Links are built as BASE + "/tasks/1", so a trailing slash is dropped.
+        return value.rstrip("/")
 
     @field_validator("reminder_intervals")
     @classmethod

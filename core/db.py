@@ -44,6 +44,14 @@ def open_database(url: str) -> peewee.Database:
             "sqlite+pool:" + rest,
             pragmas=SQLITE_PRAGMAS,
             timeout=10,
+            # A deferred transaction that reads and then writes fails at once
+            # with "database is locked" when another process wrote in between,
+            # whatever the busy timeout; taking the write lock at BEGIN makes
+            # it wait for the timeout instead.
+            lock_type="IMMEDIATE",
+            # The pool hands a connection to whichever thread asks next, and
+            # Peewee keeps each connection to one thread at a time.
+            check_same_thread=False,
             max_connections=POOL_MAX_CONNECTIONS,
             stale_timeout=POOL_STALE_SECONDS,
         )

@@ -23,6 +23,8 @@ def normalize_email(value: str) -> str:
         return ""
     if any(char in text for char in "\r\n\0"):
         raise ValueError("an address cannot contain line breaks")
+    if len(getaddresses([text])) != 1:
+        raise ValueError("only one address is allowed")
     _, address = parseaddr(text)
     address = address.strip().lower()
     if not _ADDRESS.match(address):

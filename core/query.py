@@ -28,6 +28,7 @@ from core.emails import normalize_email
 from core.models import Task
 
 MAX_QUERY_LENGTH = 2000
+MAX_TASK_ID = 2**63 - 1
 
 GRAMMAR = r"""
     ?start: or_expr
@@ -102,7 +103,7 @@ def compile_query(text: str, *, me: str | None = None) -> pw.Expression:
 def compile_filter(field: str, raw: str, *, me: str | None = None) -> pw.Expression:
     """Compile a plain parameter such as ``status=open,fixed`` or ``status=!closed``."""
     negate = raw.startswith("!")
-    values = [item.strip() for item in raw.lstrip("!").split(",")]
+    values = [item.strip() for item in raw.removeprefix("!").split(",")]
     compiler = _Compiler(me)
     expression = compiler.condition(field, values, position=0)
     return ~expression if negate else expression
@@ -184,7 +185,9 @@ class _Compiler(Transformer):
             )
         column = getattr(Task, name)
         positions = value_positions or [position] * len(values)
-        cleaned = [self._value(name, v, at) for v, at in zip(values, positions, strict=True)]
+        cleaned = [
+            self._value(name, v, at) for v, at in zip(values, positions, strict=True)
+        ]
         if name == "subject":
             return reduce(operator.or_, [column.contains(v) for v in cleaned])
         if len(cleaned) == 1:
@@ -208,7 +211,7 @@ class _Compiler(Transformer):
         if name in ("status", "criticality"):
             return lowered
         if name == "id":
-            if not lowered.isdigit():
+            if not lowered.isdigit() or int(lowered) > MAX_TASK_ID:
                 raise QueryError(
                     f"id {value!r} at position {position} is invalid; use a task number",
                     position,

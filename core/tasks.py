@@ -33,6 +33,18 @@ task_changed = signals.signal("task-changed")
 TEXT_FIELDS = ("subject", "html", "thread_id", "latest_message_id")
 ADDRESS_FIELDS = ("creator_email", "assigned_to")
 UPDATABLE_FIELDS = (*TEXT_FIELDS, "assigned_to", "status", "criticality")
+READ_ONLY_FIELDS = (
+    "id",
+    "version",
+    "created_at",
+    "modified_at",
+    "last_reminder_at",
+    "next_reminder_at",
+    "events",
+    "reminders",
+)
+# Delivery statuses of a notice that has not gone out yet.
+UNSENT_STATUSES = ("pending", "queued")
 MAX_SUBJECT_LENGTH = 998
 MAX_ID_LENGTH = 255
 
@@ -67,10 +79,29 @@ def compute_next_reminder_at(
     return since + get_settings().intervals[criticality]
 
 
-def get_task(task_id: int) -> Task:
-    rows = cached_select(
-        Task, "task-by-id", lambda: Task.select().where(Task.id == 0), [task_id]
-    )
+MAX_TASK_ID = 2**63 - 1
+
+
+def get_task(task_id: int, *, for_update: bool = False) -> Task:
+    """Return the task or raise NotFound.
+
+    ``for_update`` locks the row until the transaction ends on PostgreSQL, so
+    concurrent updates queue up instead of failing their version check.
+    SQLite needs no row lock because its write transactions begin IMMEDIATE.
+    """
+    if not 0 < task_id <= MAX_TASK_ID:
+        raise NotFound(f"Task {task_id} does not exist.")
+    if for_update and database.obj.for_update:
+        rows = cached_select(
+            Task,
+            "task-by-id-for-update",
+            lambda: Task.select().where(Task.id == 0).for_update(),
+            [task_id],
+        )
+    else:
+        rows = cached_select(
+            Task, "task-by-id", lambda: Task.select().where(Task.id == 0), [task_id]
+        )
     task = next(iter(rows), None)
     if task is None:
         raise NotFound(f"Task {task_id} does not exist.")
@@ -142,13 +173,8 @@ def update_task(
     _check_domains(values)
 
     with database.atomic():
-        task = get_task(task_id)
-        if expected_version is not None and task.version != expected_version:
-            raise PreconditionFailed(
-                f"Task {task_id} changed since you read it (your ETag is version "
-                f"{expected_version}, the task is at version {task.version}). "
-                "Fetch it again and retry."
-            )
+        task = get_task(task_id, for_update=True)
+        _check_version(task, expected_version)
         changes = {
             name: (getattr(task, name), value)
             for name, value in values.items()
@@ -176,8 +202,10 @@ def update_task(
         task.modified_at = now
         for name, (old, new) in changes.items():
             _record(task, actor, name, old, new, now)
-        if "assigned_to" in changes and task.assigned_to:
-            _queue_assignment_notice(task, now)
+        if "assigned_to" in changes:
+            _cancel_assignment_notices(task, now)
+            if task.assigned_to:
+                _queue_assignment_notice(task, now)
     logger.info(
         "task %s changed by %s via %s: %s",
         task.id,
@@ -189,7 +217,9 @@ def update_task(
     return task
 
 
-def delete_task(actor: Actor, task_id: int) -> None:
+def delete_task(
+    actor: Actor, task_id: int, *, expected_version: int | None = None
+) -> None:
     """Delete a task with its history; only admins may."""
     if not actor.is_admin:
         raise Forbidden(
@@ -197,29 +227,60 @@ def delete_task(actor: Actor, task_id: int) -> None:
             "Admins are listed in ADMIN_EMAILS."
         )
     with database.atomic():
-        task = get_task(task_id)
+        task = get_task(task_id, for_update=True)
+        _check_version(task, expected_version)
         task.delete_instance()
     logger.info("task %s deleted by %s via %s", task_id, actor.email, actor.channel)
 
 
+def _check_version(task: Task, expected_version: int | None) -> None:
+    if expected_version is not None and task.version != expected_version:
+        raise PreconditionFailed(
+            f"Task {task.id} changed since you read it (your ETag is version "
+            f"{expected_version}, the task is at version {task.version}). "
+            "Fetch it again and retry."
+        )
+
+
 def _clean(fields: dict[str, Any], *, creating: bool) -> dict[str, Any]:
-    """Validate and normalise incoming field values; raise InvalidField."""
+    """Validate and normalise incoming field values.
+
+    Raises one InvalidField that lists every invalid field of the request.
+    """
     allowed = (*UPDATABLE_FIELDS, "creator_email") if creating else UPDATABLE_FIELDS
     values: dict[str, Any] = {}
+    errors: list[InvalidField] = []
     for name, value in fields.items():
-        if name not in allowed:
-            raise InvalidField(
-                name, value, f"is not a field that can be set; use {', '.join(allowed)}"
-            )
-        if name in ADDRESS_FIELDS:
-            values[name] = normalize_field(name, value)
-        elif name == "status":
-            values[name] = _choice(name, value, STATUSES)
-        elif name == "criticality":
-            values[name] = _choice(name, value, CRITICALITIES)
-        else:
-            values[name] = _text(name, value)
+        try:
+            values[name] = _clean_one(name, value, allowed, creating)
+        except InvalidField as exc:
+            errors.append(exc)
+    if errors:
+        first, *others = errors
+        raise InvalidField(first.field, first.value, first.message, others)
     return values
+
+
+def _clean_one(name: str, value: Any, allowed: tuple[str, ...], creating: bool) -> Any:
+    if name not in allowed:
+        raise InvalidField(name, value, _not_settable(name, creating, allowed))
+    if name in ADDRESS_FIELDS:
+        return normalize_field(name, value)
+    if name == "status":
+        return _choice(name, value, STATUSES)
+    if name == "criticality":
+        return _choice(name, value, CRITICALITIES)
+    return _text(name, value)
+
+
+def _not_settable(name: str, creating: bool, allowed: tuple[str, ...]) -> str:
+    if name == "status" and creating:
+        return "a new task is always open; change its status with an update"
+    if name == "creator_email":
+        return "the creator of a task cannot change"
+    if name in READ_ONLY_FIELDS:
+        return "is read-only"
+    return f"is not a field of a task; use {', '.join(allowed)}"
 
 
 def _choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
@@ -235,6 +296,12 @@ def _text(name: str, value: Any) -> str:
         raise InvalidField(name, value, "must be a string")
     if "\0" in value:
         raise InvalidField(name, value, "cannot contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidField(
+            name, value, "is not valid Unicode (it contains a lone surrogate)"
+        ) from None
     if name == "html":
         return value
     # Subjects and ids end up in email headers: line breaks would let a value
@@ -246,9 +313,7 @@ def _text(name: str, value: Any) -> str:
     if any(char in value for char in "\r\n"):
         raise InvalidField(name, value, "cannot contain line breaks")
     if len(value) > limit:
-        raise InvalidField(
-            name, value[:40] + "...", f"is longer than {limit} characters"
-        )
+        raise InvalidField(name, value, f"is longer than {limit} characters")
     if name == "thread_id" and not value:
         raise InvalidField(name, value, "cannot be empty")
     return value
@@ -303,6 +368,10 @@ def _dirty(changes: dict[str, tuple]) -> list[str]:
 def _record(
     task: Task, actor: Actor, field: str, old: Any, new: Any, now: datetime
 ) -> None:
+    if field == "html":
+        # Bodies can be megabytes; the history keeps their sizes, not copies.
+        old = None if old is None else f"{len(old)} characters"
+        new = None if new is None else f"{len(new)} characters"
     Event.create(
         task=task,
         actor=actor.email,
@@ -324,6 +393,24 @@ def _queue_assignment_notice(task: Task, now: datetime) -> None:
         scheduled_at=now,
         created_at=now,
         updated_at=now,
+    )
+
+
+def _cancel_assignment_notices(task: Task, now: datetime) -> None:
+    """Skip unsent assignment notices to people no longer assigned."""
+    (
+        Delivery.update(
+            status="skipped",
+            error="The task was reassigned before this notice was sent.",
+            updated_at=now,
+        )
+        .where(
+            (Delivery.task == task.id)
+            & (Delivery.kind == "assigned")
+            & (Delivery.status.in_(UNSENT_STATUSES))
+            & (Delivery.recipient != task.assigned_to)
+        )
+        .execute()
     )
 
 

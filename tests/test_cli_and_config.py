@@ -116,3 +116,29 @@ def test_core_imports_no_channel_package():
             offenders += [f"{path}: {n}" for n in names if n.split(".")[0] in forbidden]
 
     assert offenders == []
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "words"),
+    [
+        ("LOG_LEVEL", "LOUD", ["LOG_LEVEL", "LOUD", "DEBUG"]),
+        ("DATABASE_URL", "mysql://x", ["DATABASE_URL", "postgresql://"]),
+        ("ADMIN_EMAILS", "notanemail", ["ADMIN_EMAILS", "notanemail"]),
+        ("ALLOWED_EMAIL_DOMAINS", "exa mple.com", ["ALLOWED_EMAIL_DOMAINS", "domain"]),
+        ("PUBLIC_BASE_URL", "notaurl", ["PUBLIC_BASE_URL", "https://"]),
+    ],
+)
+def test_more_invalid_settings(monkeypatch, variable, value, words):
+    monkeypatch.setenv(variable, value)
+
+    with pytest.raises(ConfigError) as raised:
+        load_settings(_env_file=None)
+
+    for word in words:
+        assert word in str(raised.value)
+
+
+def test_base_url_trailing_slash_dropped(monkeypatch):
+    monkeypatch.setenv("PUBLIC_BASE_URL", "https://tasks.example.com/")
+
+    assert load_settings(_env_file=None).public_base_url == "https://tasks.example.com"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from flask import Flask, Response, json
@@ -54,10 +55,11 @@ def init_app(app: Flask) -> None:
         if isinstance(exc, InvalidField):
             extra["errors"] = [
                 {
-                    "field": exc.field,
-                    "value": _jsonable(exc.value),
-                    "message": exc.message,
+                    "field": error.field,
+                    "value": _jsonable(error.value),
+                    "message": error.message,
                 }
+                for error in exc.all
             ]
         if isinstance(exc, Conflict) and exc.existing_task_id is not None:
             extra["existing_task_id"] = exc.existing_task_id
@@ -83,7 +85,16 @@ def init_app(app: Flask) -> None:
         return problem(500, "Internal server error", "The server failed; see its log.")
 
 
+MAX_ECHOED_VALUE = 200
+
+
 def _jsonable(value: Any) -> Any:
-    if value is None or isinstance(value, (str, int, float, bool)):
+    """Return a client's value for the errors list, cut to a sane length."""
+    if isinstance(value, str) and len(value) > MAX_ECHOED_VALUE:
+        return value[:MAX_ECHOED_VALUE] + "..."
+    if value is None or isinstance(value, (str, int, bool)):
         return value
-    return repr(value)
+    if isinstance(value, float) and math.isfinite(value):
+        return value
+    text = repr(value)
+    return text if len(text) <= MAX_ECHOED_VALUE else text[:MAX_ECHOED_VALUE] + "..."

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from datetime import datetime
 from typing import Any
 
 import peewee as pw
@@ -20,6 +21,7 @@ from core.api.schemas import (
     task_detail,
     task_summary,
 )
+from core.errors import show_value
 from core.models import Delivery, Event, Task
 from core.query import QueryError, compile_filter, compile_query
 from core.sqlcache import cached_select
@@ -173,8 +175,11 @@ def delete_task(task_id: int) -> tuple[str, int]:
         404: {$ref: '#/components/responses/Problem'}
     """
     actor = current_actor()
-    core_tasks.delete_task(actor, task_id)
-    return "", 204
+    expected = _expected_version(task_id)
+    core_tasks.delete_task(actor, task_id, expected_version=expected)
+    response = Response(status=204)
+    del response.headers["Content-Type"]
+    return response
 
 
 @bp.get("/tasks")
@@ -213,6 +218,13 @@ def list_tasks() -> Response:
     """
     actor = current_actor()
     args = request.args
+    for name in args:
+        if len(args.getlist(name)) > 1:
+            raise _bad_parameter(
+                name,
+                args.getlist(name),
+                "is given more than once; use a comma-separated list",
+            )
     unknown = sorted(set(args) - set(LIST_PARAMETERS))
     if unknown:
         raise _bad_parameter(
@@ -245,7 +257,9 @@ def list_tasks() -> Response:
         query = query.where(condition)
     page_query = query
     if args.get("cursor"):
-        page_query = page_query.where(_after_cursor(args["cursor"], column, descending))
+        page_query = page_query.where(
+            _after_cursor(args["cursor"], sort, column, descending)
+        )
     order = (
         (column.desc(), Task.id.desc()) if descending else (column.asc(), Task.id.asc())
     )
@@ -256,7 +270,7 @@ def list_tasks() -> Response:
     body: dict[str, Any] = {
         "tasks": task_summary.dump(rows, many=True),
         "limit": limit,
-        "next_cursor": _cursor_for(rows[-1], column) if has_more else None,
+        "next_cursor": _cursor_for(rows[-1], sort, column) if has_more else None,
     }
     if args.get("include_total", "").lower() in ("1", "true", "yes"):
         body["total"] = query.count()
@@ -300,75 +314,61 @@ def _limit(raw: str | None) -> int:
     return int(raw)
 
 
-def _cursor_for(task: Task, column: pw.Field) -> str:
+def _cursor_for(task: Task, sort: str, column: pw.Field) -> str:
     value = getattr(task, column.name)
     if column.name != "id":
         value = value.isoformat()
-    raw = json.dumps([value, task.id]).encode()
+    raw = json.dumps([sort, value, task.id]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _after_cursor(cursor: str, column: pw.Field, descending: bool) -> pw.Expression:
+def _after_cursor(
+    cursor: str, sort: str, column: pw.Field, descending: bool
+) -> pw.Expression:
+    invalid = _bad_parameter(
+        "cursor", cursor, "is not a cursor from this API; pass next_cursor unchanged"
+    )
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        value, last_id = json.loads(raw)
-        if column.name != "id":
-            value = column.python_value(value)
-        if not isinstance(last_id, int):
-            raise ValueError("id is not an integer")
-    except (ValueError, TypeError, binascii.Error, json.JSONDecodeError):
+        cursor_sort, value, last_id = json.loads(raw)
+    except (ValueError, TypeError, binascii.Error):
+        raise invalid from None
+    if cursor_sort != sort:
         raise _bad_parameter(
             "cursor",
             cursor,
-            "is not a cursor from this API; pass next_cursor unchanged",
-        ) from None
+            f"was made for sort={cursor_sort}; send the same sort with it",
+        )
+    if not _is_task_id(last_id):
+        raise invalid
+    if column.name == "id":
+        if not _is_task_id(value):
+            raise invalid
+    else:
+        try:
+            value = datetime.fromisoformat(value)
+        except (TypeError, ValueError):
+            raise invalid from None
     if descending:
         return (column < value) | ((column == value) & (Task.id < last_id))
     return (column > value) | ((column == value) & (Task.id > last_id))
+
+
+def _is_task_id(value: Any) -> bool:
+    return (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and 0 <= value <= core_tasks.MAX_TASK_ID
+    )
 
 
 def _read_body(*, allow_upload: bool) -> dict[str, Any]:
     """Return the request fields from a JSON or multipart body."""
     mimetype = request.mimetype
     if mimetype == "application/json":
-        try:
-            data = json.loads(request.get_data(cache=False) or b"null")
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ApiError(
-                400, "Malformed JSON", f"The request body is not valid JSON: {exc}."
-            ) from None
-        if not isinstance(data, dict):
-            raise ApiError(
-                400,
-                "Malformed JSON",
-                f"The request body must be a JSON object, not {type(data).__name__}.",
-            )
-        return data
+        return _read_json()
     if mimetype == "multipart/form-data" and allow_upload:
-        data = request.form.to_dict()
-        upload = request.files.get("html_file")
-        extra_files = sorted(set(request.files) - {"html_file"})
-        if extra_files:
-            raise _bad_parameter(
-                extra_files[0], "(file)", "only html_file may be uploaded"
-            )
-        if upload is not None:
-            if "html" in data:
-                raise _bad_parameter(
-                    "html", data["html"][:40], "send html or html_file, not both"
-                )
-            content = upload.read()
-            try:
-                data["html"] = content.decode(
-                    upload.mimetype_params.get("charset", "utf-8")
-                )
-            except (UnicodeDecodeError, LookupError):
-                raise _bad_parameter(
-                    "html_file",
-                    upload.filename,
-                    "must be UTF-8 text (or name its charset)",
-                ) from None
-        return data
+        return _read_multipart()
     raise ApiError(
         415,
         "Unsupported media type",
@@ -377,17 +377,103 @@ def _read_body(*, allow_upload: bool) -> dict[str, Any]:
     )
 
 
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _read_json() -> dict[str, Any]:
+    raw = request.get_data(cache=False)
+    if not raw.strip():
+        raise ApiError(
+            400, "Malformed JSON", "The request body is empty; send a JSON object."
+        )
+    try:
+        data = json.loads(raw, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(
+            400, "Malformed JSON", f"The request body is not valid JSON: {exc}."
+        ) from None
+    except RecursionError:
+        raise ApiError(
+            400, "Malformed JSON", "The request body is nested too deeply."
+        ) from None
+    if not isinstance(data, dict):
+        kind = JSON_KINDS.get(type(data), "a JSON value")
+        raise ApiError(
+            400,
+            "Malformed JSON",
+            f"The request body must be a JSON object, not {kind}.",
+        )
+    return data
+
+
+JSON_KINDS = {
+    list: "an array",
+    str: "a string",
+    int: "a number",
+    float: "a number",
+    bool: "a boolean",
+    type(None): "null",
+}
+
+
+def _read_multipart() -> dict[str, Any]:
+    if "boundary" not in request.mimetype_params:
+        raise ApiError(
+            400,
+            "Malformed multipart body",
+            "The multipart/form-data body has no boundary; let your HTTP client "
+            "build the Content-Type header.",
+        )
+    form = request.form
+    files = request.files
+    for name in form:
+        if len(form.getlist(name)) > 1:
+            raise _bad_parameter(name, form.getlist(name), "is given more than once")
+    if "html_file" in form:
+        raise _bad_parameter(
+            "html_file",
+            form["html_file"],
+            "must be a file upload (curl -F html_file=@FILE)",
+        )
+    extra_files = sorted(set(files) - {"html_file"})
+    if extra_files:
+        raise _bad_parameter(extra_files[0], "(file)", "only html_file may be uploaded")
+    data: dict[str, Any] = form.to_dict()
+    uploads = files.getlist("html_file")
+    if len(uploads) > 1:
+        raise _bad_parameter("html_file", "(files)", "upload one file, not several")
+    if uploads:
+        if "html" in data:
+            raise _bad_parameter(
+                "html", data["html"], "send html or html_file, not both"
+            )
+        upload = uploads[0]
+        try:
+            data["html"] = upload.read().decode(
+                upload.mimetype_params.get("charset", "utf-8")
+            )
+        except (UnicodeDecodeError, LookupError):
+            raise _bad_parameter(
+                "html_file", upload.filename, "must be UTF-8 text (or name its charset)"
+            ) from None
+    return data
+
+
 def _load(schema, data: dict[str, Any]) -> dict[str, Any]:
     try:
         return schema.load(data)
     except ValidationError as exc:
+        creating = isinstance(schema, TaskCreateSchema)
         errors = []
         for field, messages in sorted(exc.normalized_messages().items()):
             message = (
                 " ".join(messages) if isinstance(messages, list) else str(messages)
             )
             if message == "Unknown field.":
-                message = "is not a field of a task; check the spelling"
+                message = core_tasks._not_settable(
+                    field, creating, tuple(schema.fields)
+                )
             errors.append(
                 {"field": field, "value": data.get(field), "message": message}
             )
@@ -395,21 +481,49 @@ def _load(schema, data: dict[str, Any]) -> dict[str, Any]:
         raise ApiError(
             400,
             "Invalid field",
-            f"{first['field']}={first['value']!r} is invalid: {first['message']}",
-            errors=errors,
+            f"{first['field']}={show_value(first['value'])} is invalid: "
+            f"{first['message']}",
+            errors=[{**e, "value": _echo(e["value"])} for e in errors],
         ) from None
 
 
+def _echo(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > 200:
+        return value[:200] + "..."
+    return value
+
+
 def _expected_version(task_id: int) -> int | None:
+    """Return the version that If-Match requires, or None without a condition.
+
+    If-Match uses the strong comparison of RFC 9110, so weak ETags never match.
+    With several ETags, the one naming this task's current version (if any)
+    is the one that must hold.
+    """
     header = request.headers.get("If-Match")
     if header is None or header.strip() == "*":
         return None
-    tag = header.strip().removeprefix("W/").strip('"')
-    prefix = f"{task_id}-"
-    if tag.startswith(prefix) and tag[len(prefix) :].isdigit():
-        return int(tag[len(prefix) :])
-    # An ETag that this API never issued matches no version of the task.
-    return -1
+    versions = []
+    for tag in (part.strip() for part in header.split(",")):
+        value = tag.strip('"')
+        prefix = f"{task_id}-"
+        if (
+            tag.startswith('"')
+            and value.startswith(prefix)
+            and value[len(prefix) :].isdigit()
+        ):
+            versions.append(int(value[len(prefix) :]))
+    if not versions:
+        raise ApiError(
+            412,
+            "Precondition failed",
+            f"If-Match {header!r} names no version of task {task_id}; send the "
+            "ETag header of GET /tasks/{task_id} unchanged.".replace(
+                "{task_id}", str(task_id)
+            ),
+        )
+    current = Task.select(Task.version).where(Task.id == task_id).scalar()
+    return current if current in versions else versions[0]
 
 
 def _detail_response(task: Task) -> Response:
