@@ -53,7 +53,7 @@ def main() -> None:
 
 def run(workdir: Path, count: int) -> None:
     from core.config import Settings, use_settings
-    from core.db import database, open_database, migrate_database
+    from core.db import database, migrate_database, open_database
     from core.mail import poll_mailbox_once
     from core.mail.maildir import MaildirMailbox
     from core.models import MailMessage, Task
@@ -90,10 +90,14 @@ def run(workdir: Path, count: int) -> None:
 
     parse_rate = count / parse_seconds
     ingest_rate = handled / ingest_seconds
-    print(f"messages:            {count} ({total_bytes / 1e6:.1f} MB), handled {handled}")
+    print(
+        f"messages:            {count} ({total_bytes / 1e6:.1f} MB), handled {handled}"
+    )
     print(f"tasks created:       {tasks}; outcomes {outcomes}")
     print(f"parse only (email):  {parse_rate:8.0f} messages/s ({parse_seconds:.2f} s)")
-    print(f"ingest into SQLite:  {ingest_rate:8.0f} messages/s ({ingest_seconds:.2f} s)")
+    print(
+        f"ingest into SQLite:  {ingest_rate:8.0f} messages/s ({ingest_seconds:.2f} s)"
+    )
     print(f"ingest / parse-only: {ingest_rate / parse_rate:8.0%} (goal: at least 40%)")
     print(
         f"resident memory:     first {sampler.first_mb:.1f} MB, max {sampler.max_mb:.1f} MB, "
@@ -133,7 +137,9 @@ def build_message(number: int, message_id: str, reply_to: str) -> bytes:
     people = ["carol", "alex", "dana", "lee", "sam"]
     message["From"] = f"{people[number % 5].title()} <{people[number % 5]}@example.com>"
     message["To"] = f"{people[(number + 1) % 5]}@example.com, tracker@example.com"
-    message["Subject"] = ("Re: " if reply_to else "") + f"Printer {number // 5} is jammed"
+    message["Subject"] = (
+        "Re: " if reply_to else ""
+    ) + f"Printer {number // 5} is jammed"
     message["Date"] = "Tue, 01 Dec 2026 09:00:00 +0000"
     message["Message-ID"] = message_id
     if reply_to:
@@ -142,10 +148,16 @@ def build_message(number: int, message_id: str, reply_to: str) -> bytes:
     text = f"Message {number}: the printer on floor {number % 7} jams again.\n" * 20
     message.set_content(text)
     if number % 2:
-        message.add_alternative(f"<p>{text.replace(chr(10), '<br>')}</p>", subtype="html")
+        message.add_alternative(
+            f"<p>{text.replace(chr(10), '<br>')}</p>", subtype="html"
+        )
     if number % 10 == 3:
-        message.add_attachment(b"%PDF-1.4\n" + bytes(4000), maintype="application",
-                               subtype="pdf", filename="report.pdf")
+        message.add_attachment(
+            b"%PDF-1.4\n" + bytes(4000),
+            maintype="application",
+            subtype="pdf",
+            filename="report.pdf",
+        )
     return message.as_bytes()
 
 

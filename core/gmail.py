@@ -2,11 +2,13 @@
 
 Two kinds of credentials are supported:
 
-- an authorised-user token file (``GMAIL_TOKEN_FILE``) holding a refresh
-  token, written once by ``flask --app wsgi gmail-authorize``; the file is
-  rewritten after each refresh so the newest access token is kept;
+- an authorised-user token file (``GMAIL_TOKEN_FILE``) that contains a
+  refresh token. ``flask --app wsgi gmail-authorize`` writes it once. When
+  the stored access token has expired, building the client refreshes it and
+  writes the file back.
 - a service account key (``GMAIL_SERVICE_ACCOUNT_FILE``) with domain-wide
   delegation, impersonating ``MAILBOX_ADDRESS`` (Google Workspace only).
+  It wins when both files are set.
 
 The mail reader and the reminder sender share this client.
 """
@@ -51,9 +53,7 @@ def build_gmail_service(settings: Settings, http: Any = None) -> Any:
         http = google_auth_httplib2.AuthorizedHttp(
             credentials, http=httplib2.Http(timeout=HTTP_TIMEOUT_SECONDS)
         )
-    return build(
-        "gmail", "v1", http=http, cache_discovery=False, static_discovery=True
-    )
+    return build("gmail", "v1", http=http, cache_discovery=False, static_discovery=True)
 
 
 # google-auth sends token refreshes through this transport. Tests replace it
@@ -133,7 +133,9 @@ def authorize(settings: Settings, *, port: int = 0, open_browser: bool = True) -
             "(type Desktop app) from the Google Cloud console and point it there"
         )
     if not settings.gmail_token_file:
-        raise ConfigError("GMAIL_TOKEN_FILE is not set; name the file to write the token to")
+        raise ConfigError(
+            "GMAIL_TOKEN_FILE is not set; name the file to write the token to"
+        )
     flow = InstalledAppFlow.from_client_secrets_file(
         str(settings.gmail_client_secrets_file), SCOPES
     )

@@ -1,9 +1,10 @@
 """Decide from its headers whether an email is a person writing or a machine.
 
 Only mail written by a person may create or update a task. Everything else is
-recorded and ignored, and never answered, so two robots cannot keep replying
-to each other: our own reminders read back, auto-replies and vacation
-notices, bounces and delivery reports, bulk and list mail.
+recorded and ignored, and threadtask never replies to it, so two robots
+cannot keep replying to each other. That covers our own reminders read back,
+auto-replies and vacation notices, bounces and delivery reports, and bulk
+and list mail.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from email.message import Message
 from email.parser import HeaderParser
 from email.policy import compat32
 
+from core.emails import normalize_message_id
 from core.mail.parse import (
     ParsedMessage,
     decode_bytes,
@@ -22,7 +24,6 @@ from core.mail.parse import (
     raw_header_values,
     storable_id,
 )
-from core.emails import normalize_message_id
 
 # Stamped by the reminder sender on every email it sends.
 DELIVERY_HEADER = "X-Threadtask-Delivery"
@@ -64,7 +65,7 @@ READ_RECEIPT_SUBJECT = re.compile(r"^\s*(read|gelesen|lu|le[íi]do|letto)\s*:", 
 
 @dataclass
 class Verdict:
-    """What kind of sender wrote a message, and why the reader thinks so."""
+    """The kind of sender that wrote a message, and the reason for that verdict."""
 
     kind: str
     reason: str = ""
@@ -98,11 +99,15 @@ def _bounce(parsed: ParsedMessage) -> Verdict | None:
     content_type = message.get_content_type()
     report_type = (message.get_param("report-type") or "").lower()
     if content_type == "multipart/report":
-        if report_type == "delivery-status" or _has_part(message, "message/delivery-status"):
+        if report_type == "delivery-status" or _has_part(
+            message, "message/delivery-status"
+        ):
             return Verdict(BOUNCE, "delivery status notification (multipart/report)")
         if report_type == "disposition-notification":
             return Verdict(AUTO_REPLY, "read receipt (disposition notification)")
-        return Verdict(REPORT, f"automatic report ({report_type or 'multipart/report'})")
+        return Verdict(
+            REPORT, f"automatic report ({report_type or 'multipart/report'})"
+        )
 
     local_part = parsed.sender.split("@", 1)[0]
     if local_part in BOUNCE_SENDERS:
@@ -140,7 +145,7 @@ def _bulk(parsed: ParsedMessage) -> Verdict | None:
 
 def _empty_return_path(parsed: ParsedMessage) -> Verdict | None:
     # RFC 5321 section 4.5.5: notifications are sent with a null reverse-path,
-    # so nothing sent that way may be answered.
+    # so nothing sent that way gets a reply.
     if _return_path_empty(parsed.message):
         return Verdict(BOUNCE, "empty return path (Return-Path: <>)")
     return None
@@ -184,11 +189,13 @@ def read_bounce(parsed: ParsedMessage) -> BounceReport:
 
     text = _first_text(parsed.message)
     report.original_ids.extend(
-        storable_id(normalize_message_id(value)) for value in _MESSAGE_ID_LINE.findall(text)
+        storable_id(normalize_message_id(value))
+        for value in _MESSAGE_ID_LINE.findall(text)
     )
     report.original_ids.extend(parsed.reply_ids)
     report.original_ids = [
-        item for item in dict.fromkeys(report.original_ids)
+        item
+        for item in dict.fromkeys(report.original_ids)
         if item and item != parsed.message_id
     ]
 
@@ -202,7 +209,9 @@ def read_bounce(parsed: ParsedMessage) -> BounceReport:
     return report
 
 
-def _walk_bounce(part: Message, report: BounceReport, statuses: list[dict[str, str]]) -> None:
+def _walk_bounce(
+    part: Message, report: BounceReport, statuses: list[dict[str, str]]
+) -> None:
     content_type = part.get_content_type()
     if content_type == "message/rfc822":
         inner = part.get_payload()
@@ -241,7 +250,10 @@ def _delivery_status_blocks(part: Message) -> list[dict[str, str]]:
         blocks = [block for block in payload if isinstance(block, Message)]
     elif isinstance(payload, str):
         text = decode_bytes(payload.encode("utf-8", "surrogateescape"), None)
-        blocks = [HeaderParser(policy=compat32).parsestr(chunk) for chunk in text.split("\n\n")]
+        blocks = [
+            HeaderParser(policy=compat32).parsestr(chunk)
+            for chunk in text.split("\n\n")
+        ]
 
     statuses = []
     for block in blocks:

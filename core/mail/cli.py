@@ -26,13 +26,17 @@ def poll_mail() -> None:
 
 
 @click.command("mail-errors")
-@click.option("--limit", default=50, show_default=True, help="Number of messages to list.")
+@click.option(
+    "--limit", default=50, show_default=True, help="Number of messages to list."
+)
 def mail_errors(limit: int) -> None:
     """List quarantined messages, newest first: id, time, source, error, file."""
     with database.connection_context():
         rows = list(
             QuarantinedMessage.select()
-            .order_by(QuarantinedMessage.created_at.desc(), QuarantinedMessage.id.desc())
+            .order_by(
+                QuarantinedMessage.created_at.desc(), QuarantinedMessage.id.desc()
+            )
             .limit(limit)
         )
     if not rows:

@@ -2,7 +2,7 @@
 
 The cursor is the mailbox history id stored in SyncState. Each poll lists
 the messages added to INBOX since the cursor (``users.history.list``). When
-Gmail answers 404 because the history id is too old, the poll falls back to
+Gmail returns 404 because the history id is too old, the poll falls back to
 a bounded full sync (``users.messages.list``, at most GMAIL_FULL_SYNC_LIMIT
 messages) and then stores the history id read before that listing. See
 https://developers.google.com/gmail/api/guides/sync
@@ -146,8 +146,10 @@ class GmailMailbox(Mailbox):
         return list(reversed(ids[:limit])), str(profile["historyId"])
 
     def _fetch(self, gmail_id: str) -> IncomingMessage | None:
-        request = self.service.users().messages().get(
-            userId=self.user, id=gmail_id, format="raw"
+        request = (
+            self.service.users()
+            .messages()
+            .get(userId=self.user, id=gmail_id, format="raw")
         )
         try:
             response = self._execute(request)

@@ -21,7 +21,7 @@ import peewee as pw
 from core.config import Settings
 from core.db import database
 from core.errors import Conflict, InvalidField
-from core.mail.classify import BOUNCE, OWN, Verdict, classify, read_bounce
+from core.mail.classify import BOUNCE, Verdict, classify, read_bounce
 from core.mail.mailbox import IncomingMessage
 from core.mail.models import QuarantinedMessage
 from core.mail.parse import (
@@ -46,7 +46,7 @@ DUPLICATE = "duplicate"
 
 @dataclass(frozen=True)
 class Outcome:
-    """What became of one message."""
+    """The result of handling one message: its outcome, reason and task."""
 
     outcome: str
     message_id: str
@@ -221,12 +221,14 @@ def _handle_person(
         task = create_task(actor, fields, now=now)
     except Conflict as exc:
         # The thread root names a task that this message did not reference,
-        # such as a reply that arrived before the message it answers.
+        # such as a reply that arrived before the message it replies to.
         if exc.existing_task_id is None:
             raise
         return _update(actor, Task.get_by_id(exc.existing_task_id), parsed, now)
     except InvalidField as exc:
-        return Outcome(IGNORED, parsed.message_id, f"not accepted as a task: {exc.detail}")
+        return Outcome(
+            IGNORED, parsed.message_id, f"not accepted as a task: {exc.detail}"
+        )
     return Outcome(CREATED, parsed.message_id, "", task.id, task.thread_id)
 
 
@@ -300,17 +302,21 @@ def _task_for_ids(ids: list[str]) -> Task | None:
     rows = cached_select(
         Task,
         f"task-by-message-ids-{count}",
-        lambda: Task.select()
-        .join(MailMessage, on=(MailMessage.task == Task.id))
-        .where(MailMessage.message_id.in_([""] * count))
-        .order_by(Task.id)
-        .limit(1),
+        lambda: (
+            Task.select()
+            .join(MailMessage, on=(MailMessage.task == Task.id))
+            .where(MailMessage.message_id.in_([""] * count))
+            .order_by(Task.id)
+            .limit(1)
+        ),
         [*ids, 1],
     )
     task = next(iter(rows), None)
     if task is not None:
         return task
-    delivery = Delivery.select(Delivery.task).where(Delivery.message_id.in_(ids)).first()
+    delivery = (
+        Delivery.select(Delivery.task).where(Delivery.message_id.in_(ids)).first()
+    )
     if delivery is not None:
         return Task.get_by_id(delivery.task_id)
     # Tasks made through the API or the add-on name a Message-ID as their
@@ -333,9 +339,7 @@ def _handle_bounce(parsed: ParsedMessage, verdict: Verdict, now: datetime) -> Ou
         return Outcome(IGNORED, parsed.message_id, verdict.reason)
 
     delivery = (
-        Delivery.select()
-        .where(Delivery.message_id.in_(report.original_ids))
-        .first()
+        Delivery.select().where(Delivery.message_id.in_(report.original_ids)).first()
     )
     task_id = delivery.task_id if delivery else _sent_task_id(report.original_ids)
     if task_id is None:
@@ -347,7 +351,9 @@ def _handle_bounce(parsed: ParsedMessage, verdict: Verdict, now: datetime) -> Ou
         detail = f"delivery failed: {report.diagnostic or verdict.reason}"
         if delivery is not None:
             Delivery.update(
-                status="failed", error=report.diagnostic or verdict.reason, updated_at=now
+                status="failed",
+                error=report.diagnostic or verdict.reason,
+                updated_at=now,
             ).where(Delivery.id == delivery.id).execute()
     Event.create(
         task=task_id,

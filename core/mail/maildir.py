@@ -21,8 +21,8 @@ class MaildirMailbox(Mailbox):
 
     Files may be dropped into ``new/`` by hand (``cp *.eml new/``) as well as
     by a mail delivery agent. A message is moved only after the database
-    holds it, so a crash in between means it is read again, and the reader
-    recognises it by its Message-ID.
+    stores it. After a crash in between, the message is read again and the
+    reader recognises it by its Message-ID.
     """
 
     source = "maildir"

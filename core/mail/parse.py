@@ -18,8 +18,8 @@ from email import message_from_bytes, policy
 from email.header import decode_header, make_header
 from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage, Message
-from email.policy import compat32
 from email.parser import BytesHeaderParser, BytesParser
+from email.policy import compat32
 from email.utils import parseaddr
 
 import nh3
@@ -29,8 +29,8 @@ from core.emails import all_addresses, normalize_email, normalize_message_id
 
 logger = logging.getLogger(__name__)
 
-# Generated ids end in a reserved top-level domain (RFC 2606), so they can
-# never collide with a Message-ID that a real mail server wrote.
+# Generated ids end in the reserved top-level domain .invalid (RFC 2606), which
+# no real mail server may use in a Message-ID.
 GENERATED_ID_HOST = "threadtask.invalid"
 MAX_ID_LENGTH = 255
 MAX_HEADER_BYTES = 256 * 1024
@@ -121,7 +121,7 @@ class ParsedMessage:
 
     @property
     def reply_ids(self) -> list[str]:
-        """Every Message-ID this message answers, nearest first, without repeats."""
+        """Every Message-ID this message replies to, nearest first, without repeats."""
         ids = [*self.in_reply_to, *reversed(self.references)]
         return list(dict.fromkeys(ids))
 
@@ -195,7 +195,9 @@ def _quote_boundary(raw: bytes) -> bytes:
         return raw
     quoted = re.sub(
         rb"(boundary\s*=\s*)" + re.escape(boundary.encode("ascii", "surrogateescape")),
-        lambda match: match.group(1) + b'"' + boundary.encode("ascii", "surrogateescape") + b'"',
+        lambda match: (
+            match.group(1) + b'"' + boundary.encode("ascii", "surrogateescape") + b'"'
+        ),
         head,
         count=1,
         flags=re.I,
@@ -243,7 +245,9 @@ def header_text(message: Message, name: str) -> str:
     return values[0] if values else ""
 
 
-def header_values(message: Message, name: str, *, first_only: bool = False) -> list[str]:
+def header_values(
+    message: Message, name: str, *, first_only: bool = False
+) -> list[str]:
     """Return the decoded values of the ``name`` headers.
 
     A value with raw 8-bit bytes is decoded from the stored raw header, since
@@ -468,7 +472,7 @@ def _walk_attachments(part: Message, body_ids: set[int]):
     if content_type in REPORT_PART_TYPES:
         return
     if part.get_content_maintype() == "multipart" and not part.is_multipart():
-        # A multipart whose boundary never occurs holds no parts at all.
+        # A multipart whose boundary never occurs contains no parts at all.
         return
     if part.is_multipart() and content_type != "message/rfc822":
         for child in part.get_payload():

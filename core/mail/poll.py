@@ -24,15 +24,17 @@ from core.timeutil import utcnow
 logger = logging.getLogger(__name__)
 
 LOCK_KEY = "mail.poll.lock"
-# A poll refreshes its lock every LOCK_REFRESH while it works; a lock older
-# than LOCK_LEASE was left by a poller that died, and the next poll takes it.
+# A poll refreshes its lock every LOCK_REFRESH while it works. A lock older
+# than LOCK_LEASE was left by a poller that died, so the next poll takes it.
 LOCK_LEASE = timedelta(minutes=15)
 LOCK_REFRESH = timedelta(minutes=1)
 
 _process_lock = threading.Lock()
 
 
-def poll_mailbox_once(settings: Settings | None = None, mailbox: Mailbox | None = None) -> int:
+def poll_mailbox_once(
+    settings: Settings | None = None, mailbox: Mailbox | None = None
+) -> int:
     """Read the new mail once and return how many messages were handled.
 
     Never runs twice at once: a thread lock guards this process and a lease
@@ -77,7 +79,9 @@ def _poll(settings: Settings, mailbox: Mailbox, owner: str) -> int:
                 refreshed = utcnow()
         mailbox.commit()
     except RefreshError as exc:
-        logger.error("gmail rejected the stored credentials (%s); %s", exc, REAUTHORIZE_HINT)
+        logger.error(
+            "gmail rejected the stored credentials (%s); %s", exc, REAUTHORIZE_HINT
+        )
     except ConfigError as exc:
         logger.error("mail poll cannot start: %s", exc)
     except HttpError as exc:
@@ -113,7 +117,7 @@ def claim_lock(owner: str) -> bool:
             SyncState.create(key=LOCK_KEY, value=owner, updated_at=now)
         return True
     except pw.IntegrityError:
-        # The row exists: take it over only if nobody holds it.
+        # The row exists, so take it over only if it is free or stale.
         pass
     taken = (
         SyncState.update(value=owner, updated_at=now)
@@ -143,7 +147,7 @@ def release_lock(owner: str) -> None:
 
 
 class _connected:
-    """Open a connection for the poll unless the caller already holds one."""
+    """Open a connection for the poll unless the caller already has one open."""
 
     def __enter__(self) -> None:
         self.opened = database.is_closed()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -43,7 +43,7 @@ def make_email(
     if cc:
         message["Cc"] = cc
     message["Subject"] = subject
-    message["Date"] = format_datetime(datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc))
+    message["Date"] = format_datetime(datetime(2026, 12, 1, 9, 0, tzinfo=UTC))
     if message_id != "":
         message["Message-ID"] = message_id or f"<m{next(_counter)}@client.example.com>"
     if in_reply_to:
@@ -125,7 +125,9 @@ def token_endpoint():
 
     def request(url, method="GET", body=None, headers=None, **kwargs):
         endpoint.urls.append(url)
-        return transport(endpoint.url, method=method, body=body, headers=headers, **kwargs)
+        return transport(
+            endpoint.url, method=method, body=body, headers=headers, **kwargs
+        )
 
     set_token_request(request)
     yield endpoint

@@ -33,7 +33,12 @@ def _manifest() -> list[dict[str, str]]:
         rows = list(csv.DictReader(handle, delimiter="\t"))
     for row in rows:
         parts = re.split(rf"(?:^|; )({_KEYS})=", row["expected"])
-        row.update({f"expected_{key}": value for key, value in zip(parts[1::2], parts[2::2])})
+        row.update(
+            {
+                f"expected_{key}": value
+                for key, value in zip(parts[1::2], parts[2::2], strict=True)
+            }
+        )
     return rows
 
 
@@ -44,8 +49,8 @@ SENDERS = {
     "outlook-italian-reply-chain-thread-index.eml": "jang.abcdef@xyzlinux12345678.it",
 }
 SUBJECTS = {
-    # Raw Big5 bytes in the file are themselves UTF-8 of mojibake; the reader
-    # keeps what the bytes say, as the manifest notes Python does.
+    # The raw bytes in this file are UTF-8 of Big5 text already misread as
+    # Latin-1, so the reader keeps that mojibake, as the manifest notes.
     "big5-raw-8bit-subject-html-no-cte.eml": "4d8119¡@(¤j¸ÉªwÄÑ±M½æ) ¤j®a»¡\xad^»y",
     "raw-8bit-cyrillic-subject-no-mime.eml": "Узнай как зарабатывать от 1000$ в неделю!",
     "rfc6532-raw-utf8-headers.eml": "Säying Hello",
@@ -76,7 +81,9 @@ def expected_kind(row: dict[str, str]) -> str:
 
 
 def expected_attachments(row: dict[str, str]) -> list[tuple[str, bool]]:
-    found = re.findall(r"([\w.+-]+/[\w.+-]+)\((att|inline)\)", row["expected_has_attachment"])
+    found = re.findall(
+        r"([\w.+-]+/[\w.+-]+)\((att|inline)\)", row["expected_has_attachment"]
+    )
     return sorted((kind, where == "inline") for kind, where in found)
 
 
@@ -97,7 +104,10 @@ def test_corpus_message_facts(row):
     sender = SENDERS.get(row["file"], row["expected_from"]).lower()
     assert parsed.sender == sender
     subject = SUBJECTS.get(row["file"], row["expected_subject"])
-    if row["file"] in ("big5-raw-8bit-subject-html-no-cte.eml", "very-long-encoded-subject-200kb.eml"):
+    if row["file"] in (
+        "big5-raw-8bit-subject-html-no-cte.eml",
+        "very-long-encoded-subject-200kb.eml",
+    ):
         assert parsed.subject.startswith(subject)
     else:
         assert parsed.subject == subject
@@ -106,7 +116,9 @@ def test_corpus_message_facts(row):
     assert found == expected_attachments(row)
     assert bool(parsed.in_reply_to) == row["expected_in_reply_to"].startswith("yes")
     assert bool(parsed.references) == row["expected_references"].startswith("yes")
-    assert parsed.has_message_id == (not row["expected_message_id"].startswith("missing"))
+    assert parsed.has_message_id == (
+        not row["expected_message_id"].startswith("missing")
+    )
     assert parsed.message_id.startswith("<")
 
 

@@ -42,10 +42,14 @@ def error(status: int, reason: str = "") -> tuple[dict, str]:
 
 def raw_message(gmail_id: str, thread_id: str, raw: bytes) -> tuple[dict, str]:
     encoded = base64.urlsafe_b64encode(raw).decode().rstrip("=")
-    return ok({"id": gmail_id, "threadId": thread_id, "labelIds": ["INBOX"], "raw": encoded})
+    return ok(
+        {"id": gmail_id, "threadId": thread_id, "labelIds": ["INBOX"], "raw": encoded}
+    )
 
 
-def history(*ids: str, history_id: str, page_token: str | None = None) -> tuple[dict, str]:
+def history(
+    *ids: str, history_id: str, page_token: str | None = None
+) -> tuple[dict, str]:
     body: dict = {
         "history": [
             {"id": str(n), "messagesAdded": [{"message": {"id": gid, "threadId": "t"}}]}
@@ -58,7 +62,9 @@ def history(*ids: str, history_id: str, page_token: str | None = None) -> tuple[
     return ok(body)
 
 
-def gmail_mailbox(settings, responses, delays=None) -> tuple[GmailMailbox, HttpMockSequence]:
+def gmail_mailbox(
+    settings, responses, delays=None
+) -> tuple[GmailMailbox, HttpMockSequence]:
     http = HttpMockSequence(responses)
     service = build_gmail_service(settings, http=http)
     sleep = delays.append if delays is not None else _no_sleep
@@ -75,7 +81,9 @@ def uris(http: HttpMockSequence) -> list[str]:
 
 FIRST = make_email(message_id="<g1@client.example.com>", subject="VPN drops every hour")
 # Gmail threads this reply by its threadId; it carries no reply headers.
-SECOND = make_email(sender=ASSIGNEE, message_id="<g2@client.example.com>", body="On it.")
+SECOND = make_email(
+    sender=ASSIGNEE, message_id="<g2@client.example.com>", body="On it."
+)
 
 
 def test_build_uses_bundled_discovery(settings):
@@ -85,7 +93,9 @@ def test_build_uses_bundled_discovery(settings):
     profile = service.users().getProfile(userId="me").execute()
 
     assert profile["historyId"] == "1"
-    assert uris(http) == ["https://gmail.googleapis.com/gmail/v1/users/me/profile?alt=json"]
+    assert uris(http) == [
+        "https://gmail.googleapis.com/gmail/v1/users/me/profile?alt=json"
+    ]
 
 
 def test_full_sync_without_cursor(db, settings):
@@ -93,7 +103,14 @@ def test_full_sync_without_cursor(db, settings):
         settings,
         [
             ok({"emailAddress": MAILBOX, "historyId": "1000"}),
-            ok({"messages": [{"id": "m2", "threadId": "t1"}, {"id": "m1", "threadId": "t1"}]}),
+            ok(
+                {
+                    "messages": [
+                        {"id": "m2", "threadId": "t1"},
+                        {"id": "m1", "threadId": "t1"},
+                    ]
+                }
+            ),
             raw_message("m1", "t1", FIRST),
             raw_message("m2", "t1", SECOND),
         ],
@@ -113,7 +130,10 @@ def test_full_sync_without_cursor(db, settings):
     assert "labelIds=INBOX" in calls[1]
     assert "/messages/m1?format=raw" in calls[2]
     assert "/messages/m2?format=raw" in calls[3]
-    assert MailMessage.get(MailMessage.message_id == "<g1@client.example.com>").source_id == "gmail:m1"
+    assert (
+        MailMessage.get(MailMessage.message_id == "<g1@client.example.com>").source_id
+        == "gmail:m1"
+    )
 
 
 def test_full_sync_is_bounded(db, make_settings, app):
@@ -138,7 +158,9 @@ def test_full_sync_is_bounded(db, make_settings, app):
 def test_history_pages_advance_cursor(db, settings):
     save_cursor("1000")
     reply = make_email(
-        sender=ASSIGNEE, message_id="<g4@client.example.com>", in_reply_to="<g3@client.example.com>"
+        sender=ASSIGNEE,
+        message_id="<g4@client.example.com>",
+        in_reply_to="<g3@client.example.com>",
     )
     mailbox, http = gmail_mailbox(
         settings,
@@ -244,7 +266,9 @@ def test_stop_between_fetch_and_commit(db, settings):
         [
             history("m1", "m2", history_id="120"),
             raw_message("m1", "t1", FIRST),
-            raw_message("m2", "t2", make_email(sender=ASSIGNEE, subject="Badge reader")),
+            raw_message(
+                "m2", "t2", make_email(sender=ASSIGNEE, subject="Badge reader")
+            ),
         ],
     )
     handled = poll_mailbox_once(settings, mailbox=mailbox)
@@ -259,7 +283,11 @@ def test_deleted_message_is_skipped(db, settings):
     save_cursor("1")
     mailbox, _ = gmail_mailbox(
         settings,
-        [history("gone", "m1", history_id="3"), error(404, "notFound"), raw_message("m1", "t1", FIRST)],
+        [
+            history("gone", "m1", history_id="3"),
+            error(404, "notFound"),
+            raw_message("m1", "t1", FIRST),
+        ],
     )
 
     handled = poll_mailbox_once(settings, mailbox=mailbox)
@@ -360,9 +388,14 @@ def test_refresh_writes_token_back(settings, tmp_path, token_endpoint, make_sett
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
 
 
-def test_revoked_token_logged_poller_continues(app, make_settings, tmp_path, token_endpoint, caplog):
+def test_revoked_token_logged_poller_continues(
+    app, make_settings, tmp_path, token_endpoint, caplog
+):
     token_endpoint.status = 400
-    token_endpoint.body = {"error": "invalid_grant", "error_description": "Token has been expired or revoked."}
+    token_endpoint.body = {
+        "error": "invalid_grant",
+        "error_description": "Token has been expired or revoked.",
+    }
     path = write_user_token(tmp_path / "token.json", token_endpoint.url)
     settings = make_settings(mail_backend="gmail", gmail_token_file=path)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from freezegun import freeze_time
 
@@ -57,7 +57,9 @@ def test_new_thread_event_names_mail_channel(db, settings, maildir):
 
 
 def test_assignee_is_cc_when_tracker_in_to(db, settings, maildir):
-    maildir.drop(make_email(to=f"Tracker <{MAILBOX}>", cc=f"{CREATOR}, Alex <{ASSIGNEE}>"))
+    maildir.drop(
+        make_email(to=f"Tracker <{MAILBOX}>", cc=f"{CREATOR}, Alex <{ASSIGNEE}>")
+    )
 
     poll(settings)
 
@@ -96,7 +98,9 @@ def test_text_only_body_is_escaped(db, settings, maildir):
 
 
 def test_empty_html_part_uses_text(db, settings, maildir):
-    raw = make_email(body="The text part says it all.", html="<html><body> </body></html>")
+    raw = make_email(
+        body="The text part says it all.", html="<html><body> </body></html>"
+    )
 
     maildir.drop(raw)
     poll(settings)
@@ -143,7 +147,10 @@ def test_reply_updates_body_and_latest_id(db, settings, maildir):
     assert "html" in fields
     assert "latest_message_id" in fields
     assert "status" in fields  # the API change above, not the reply
-    assert MailMessage.get(MailMessage.message_id == "<r1@client.example.com>").outcome == "updated"
+    assert (
+        MailMessage.get(MailMessage.message_id == "<r1@client.example.com>").outcome
+        == "updated"
+    )
 
 
 def test_reply_never_reopens_closed_task(db, settings, maildir):
@@ -287,7 +294,7 @@ def test_attachments_recorded_as_metadata(db, settings, maildir):
     ]
 
 
-# Machines: never a task, never answered
+# Machines: never a task, never a reply
 
 
 def reminder_task(settings, maildir):
@@ -352,7 +359,10 @@ def test_bounce_of_reminder_fails_delivery(db, settings, maildir):
         to="gone@example.com",
         subject="Reminder: Printer on floor 2 is jammed",
         message_id="<reminder-1@threadtask.example.com>",
-        headers={"X-Threadtask-Delivery": str(delivery.id), "Auto-Submitted": "auto-generated"},
+        headers={
+            "X-Threadtask-Delivery": str(delivery.id),
+            "Auto-Submitted": "auto-generated",
+        },
     )
     maildir.drop(dsn_bounce(original, "gone@example.com"))
 
@@ -374,9 +384,13 @@ def test_bounce_of_reminder_fails_delivery(db, settings, maildir):
 
 def test_delay_warning_keeps_delivery(db, settings, maildir):
     _, delivery = reminder_task(settings, maildir)
-    original = make_email(sender=MAILBOX, message_id="<reminder-1@threadtask.example.com>")
+    original = make_email(
+        sender=MAILBOX, message_id="<reminder-1@threadtask.example.com>"
+    )
 
-    maildir.drop(dsn_bounce(original, "slow@example.com", action="delayed", status="4.4.7"))
+    maildir.drop(
+        dsn_bounce(original, "slow@example.com", action="delayed", status="4.4.7")
+    )
     poll(settings)
 
     assert Delivery.get_by_id(delivery.id).status == "sent"
@@ -406,14 +420,19 @@ def test_own_reminder_read_back_ignored(db, settings, maildir):
             subject="Reminder: Printer on floor 2 is jammed",
             message_id="<reminder-1@threadtask.example.com>",
             in_reply_to="<origin@client.example.com>",
-            headers={"X-Threadtask-Delivery": str(delivery.id), "Auto-Submitted": "auto-generated"},
+            headers={
+                "X-Threadtask-Delivery": str(delivery.id),
+                "Auto-Submitted": "auto-generated",
+            },
         )
     )
     handled = poll(settings)
 
     assert handled == 1
     assert Task.get_by_id(task.id).version == before.version
-    row = MailMessage.get(MailMessage.message_id == "<reminder-1@threadtask.example.com>")
+    row = MailMessage.get(
+        MailMessage.message_id == "<reminder-1@threadtask.example.com>"
+    )
     assert row.direction == "out"
     assert row.outcome == "ignored"
     assert "threadtask" in row.reason
@@ -460,7 +479,9 @@ def test_mail_from_tracker_address_ignored(db, settings, maildir):
 
 
 def test_list_mail_ignored(db, settings, maildir):
-    maildir.drop(make_email(headers={"Precedence": "list", "List-Id": "<team.example.com>"}))
+    maildir.drop(
+        make_email(headers={"Precedence": "list", "List-Id": "<team.example.com>"})
+    )
 
     poll(settings)
 
@@ -501,7 +522,9 @@ def test_oversized_message_quarantined(make_settings, app, maildir):
     assert maildir.new() == []
 
 
-def test_store_failure_quarantines_and_continues(db, settings, maildir, backend, caplog):
+def test_store_failure_quarantines_and_continues(
+    db, settings, maildir, backend, caplog
+):
     install_poison_trigger(db, backend)
     maildir.drop(make_email(subject="poison", message_id="<poison@client.example.com>"))
     maildir.drop(make_email(sender=ASSIGNEE, message_id="<fine@client.example.com>"))
@@ -545,7 +568,9 @@ def install_poison_trigger(db, backend: str) -> None:
 
 
 def test_poll_skips_while_other_process_polls(db, settings, maildir):
-    SyncState.create(key=LOCK_KEY, value="other-host:1:abc", updated_at=datetime.utcnow())
+    SyncState.create(
+        key=LOCK_KEY, value="other-host:1:abc", updated_at=datetime.utcnow()
+    )
     maildir.drop(make_email())
 
     handled = poll(settings)
@@ -557,7 +582,9 @@ def test_poll_skips_while_other_process_polls(db, settings, maildir):
 
 def test_poll_takes_over_stale_lock(db, settings, maildir):
     with freeze_time("2026-12-01 09:00:00"):
-        SyncState.create(key=LOCK_KEY, value="dead-host:1:abc", updated_at=datetime.utcnow())
+        SyncState.create(
+            key=LOCK_KEY, value="dead-host:1:abc", updated_at=datetime.utcnow()
+        )
     maildir.drop(make_email())
 
     with freeze_time("2026-12-01 09:16:00"):
@@ -591,26 +618,32 @@ def dsn_bounce(
 ) -> bytes:
     """Return a Postfix-style delivery status notification for ``original``."""
     boundary = "BOUNDARY-42"
-    diagnostic = f"smtp; 550 5.1.1 <{recipient}>: Recipient address rejected: User unknown"
+    diagnostic = (
+        f"smtp; 550 5.1.1 <{recipient}>: Recipient address rejected: User unknown"
+    )
     return (
-        "From: MAILER-DAEMON@mx.example.com (Mail Delivery System)\r\n"
-        f"To: {MAILBOX}\r\n"
-        "Subject: Undelivered Mail Returned to Sender\r\n"
-        f"Message-ID: <bounce-{uuid.uuid4().hex}@mx.example.com>\r\n"
-        "Auto-Submitted: auto-replied\r\n"
-        "MIME-Version: 1.0\r\n"
-        f'Content-Type: multipart/report; report-type=delivery-status; boundary="{boundary}"\r\n'
-        "\r\n"
-        f"--{boundary}\r\n"
-        "Content-Type: text/plain; charset=us-ascii\r\n\r\n"
-        "I'm sorry to have to inform you that your message could not be delivered.\r\n"
-        f"--{boundary}\r\n"
-        "Content-Type: message/delivery-status\r\n\r\n"
-        "Reporting-MTA: dns; mx.example.com\r\n\r\n"
-        f"Final-Recipient: rfc822; {recipient}\r\n"
-        f"Action: {action}\r\n"
-        f"Status: {status}\r\n"
-        f"Diagnostic-Code: {diagnostic}\r\n"
-        f"\r\n--{boundary}\r\n"
-        "Content-Type: message/rfc822\r\n\r\n"
-    ).encode() + original + f"\r\n--{boundary}--\r\n".encode()
+        (
+            "From: MAILER-DAEMON@mx.example.com (Mail Delivery System)\r\n"
+            f"To: {MAILBOX}\r\n"
+            "Subject: Undelivered Mail Returned to Sender\r\n"
+            f"Message-ID: <bounce-{uuid.uuid4().hex}@mx.example.com>\r\n"
+            "Auto-Submitted: auto-replied\r\n"
+            "MIME-Version: 1.0\r\n"
+            f'Content-Type: multipart/report; report-type=delivery-status; boundary="{boundary}"\r\n'
+            "\r\n"
+            f"--{boundary}\r\n"
+            "Content-Type: text/plain; charset=us-ascii\r\n\r\n"
+            "I'm sorry to have to inform you that your message could not be delivered.\r\n"
+            f"--{boundary}\r\n"
+            "Content-Type: message/delivery-status\r\n\r\n"
+            "Reporting-MTA: dns; mx.example.com\r\n\r\n"
+            f"Final-Recipient: rfc822; {recipient}\r\n"
+            f"Action: {action}\r\n"
+            f"Status: {status}\r\n"
+            f"Diagnostic-Code: {diagnostic}\r\n"
+            f"\r\n--{boundary}\r\n"
+            "Content-Type: message/rfc822\r\n\r\n"
+        ).encode()
+        + original
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
