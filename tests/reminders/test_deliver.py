@@ -175,15 +175,30 @@ def test_assignment_notice_goes_to_new_assignee(db, outbox):
     assert Task.get_by_id(task.id).last_reminder_at is None
 
 
-def test_reassigned_before_notice_is_skipped(db, outbox):
+def test_reassigned_notice_is_not_sent(db, outbox):
     task = make_task(assigned_to=ASSIGNEE)
     update_task(actor(CREATOR), task.id, {"assigned_to": "ben@example.com"}, now=START)
+    notices = [d.id for d in Delivery.select().order_by(Delivery.id)]
+    queue_due_deliveries(START)
 
-    outcomes = [deliver(i, outbox, now=START) for i in queue_due_deliveries(START)]
+    outcomes = [deliver(delivery_id, outbox, now=START) for delivery_id in notices]
 
-    assert outcomes == ["skipped", "sent"]
+    assert outcomes == ["ignored", "sent"]
     [email] = outbox_messages(outbox)
     assert email["To"] == "ben@example.com"
+
+
+def test_notice_claimed_after_reassignment_is_skipped(db, outbox):
+    task = make_task(assigned_to=ASSIGNEE)
+    [delivery_id] = queue_due_deliveries(START)
+    # The assignee changes between the queue and the send, in a way that
+    # leaves the queued notice in place.
+    Task.update(assigned_to="ben@example.com").where(Task.id == task.id).execute()
+
+    outcome = deliver(delivery_id, outbox, now=START)
+
+    assert outcome == "skipped"
+    assert outbox_messages(outbox) == []
 
 
 def test_gmail_500_twice_then_success(db, settings):
