@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import logging
 import os
-import socket
 import tempfile
 from dataclasses import dataclass
 from email import message_from_binary_file, policy
@@ -193,8 +192,11 @@ def _execute(request: Any, method: str) -> dict:
         return request.execute(num_retries=0)
     except HttpError as exc:
         status = exc.status_code or int(exc.resp.status)
-        reasons = {str(detail.get("reason")) for detail in exc.error_details or []
-                   if isinstance(detail, dict)}
+        reasons = {
+            str(detail.get("reason"))
+            for detail in exc.error_details or []
+            if isinstance(detail, dict)
+        }
         transient = status in TRANSIENT_STATUSES or (
             status == 403 and reasons & TRANSIENT_403_REASONS
         )
@@ -203,11 +205,13 @@ def _execute(request: Any, method: str) -> dict:
             permanent=not transient,
         ) from exc
     except RefreshError as exc:
+        from core.gmail import REAUTHORIZE_HINT
+
         raise DeliveryError(
-            f"Gmail rejected the stored credentials ({exc}); authorise the mailbox again.",
+            f"Gmail rejected the stored credentials ({exc}); {REAUTHORIZE_HINT}.",
             permanent=True,
         ) from exc
-    except (TimeoutError, socket.timeout, ConnectionError, TransportError) as exc:
+    except (TimeoutError, ConnectionError, TransportError) as exc:
         raise DeliveryError(
             f"Gmail {method} timed out or lost the connection: {exc}",
             permanent=False,

@@ -10,12 +10,12 @@ race on one row never both act on it.
 
 from __future__ import annotations
 
+import html
 import logging
 import re
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-import html
+from datetime import UTC, datetime, timedelta
 from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
@@ -116,15 +116,16 @@ def enqueue_due_reminders(
 
     logger.info(
         "tick at %s: %d due, %d reminders created, %d skipped, %d already waiting",
-        isoformat(now), result.due, result.created, result.skipped,
+        isoformat(now),
+        result.due,
+        result.created,
+        result.skipped,
         result.already_waiting,
     )
     return result
 
 
-def _advance_schedule(
-    rows: list[tuple], now: datetime, settings: Settings
-) -> set[int]:
+def _advance_schedule(rows: list[tuple], now: datetime, settings: Settings) -> set[int]:
     """Move each task's next reminder one interval past ``now``.
 
     Returns the ids this process advanced. The ``next_reminder_at <= now``
@@ -213,7 +214,9 @@ def resolve_recipient(
     return "", "The task has no assignee and TRIAGE_EMAIL is not set."
 
 
-def queue_due_deliveries(now: datetime | None = None, *, limit: int = BATCH_SIZE) -> list[int]:
+def queue_due_deliveries(
+    now: datetime | None = None, *, limit: int = BATCH_SIZE
+) -> list[int]:
     """Mark up to ``limit`` pending, due deliveries as queued; return their ids.
 
     The caller puts each returned id on the queue. If that put fails, the row
@@ -251,7 +254,9 @@ def in_flight_delivery_ids() -> list[int]:
     ]
 
 
-def deliver(delivery_id: int, transport: Transport, *, now: datetime | None = None) -> str:
+def deliver(
+    delivery_id: int, transport: Transport, *, now: datetime | None = None
+) -> str:
     """Send one delivery unless it is no longer wanted; return its outcome.
 
     The outcome is "sent", "skipped", "failed", "retry" (a transient failure,
@@ -277,14 +282,21 @@ def deliver(delivery_id: int, transport: Transport, *, now: datetime | None = No
         return _skip(delivery, task, reason, now)
 
     recipient, _ = _current_recipient(task, delivery, settings)
-    attempt = _claim(delivery, now, recipient=recipient, message_id=_new_message_id(delivery, settings))
+    attempt = _claim(
+        delivery,
+        now,
+        recipient=recipient,
+        message_id=_new_message_id(delivery, settings),
+    )
     if attempt is None:
         return "ignored"
 
     return _send(delivery, task, attempt, transport, settings, now)
 
 
-def skip_reason(task: Task, delivery: Delivery, settings: Settings, now: datetime) -> str:
+def skip_reason(
+    task: Task, delivery: Delivery, settings: Settings, now: datetime
+) -> str:
     """Return why this delivery must not be sent now, or "" to send it."""
     if task.status == "closed":
         return "The task is closed."
@@ -317,10 +329,14 @@ def _send_delay_allowance(settings: Settings) -> timedelta:
     return timedelta(minutes=settings.reminder_tick_minutes) / 2
 
 
-def _current_recipient(task: Task, delivery: Delivery, settings: Settings) -> tuple[str, str]:
+def _current_recipient(
+    task: Task, delivery: Delivery, settings: Settings
+) -> tuple[str, str]:
     if delivery.kind == ASSIGNED:
         return delivery.recipient, ""
-    return resolve_recipient(delivery.kind, task.assigned_to, task.creator_email, settings)
+    return resolve_recipient(
+        delivery.kind, task.assigned_to, task.creator_email, settings
+    )
 
 
 def _new_message_id(delivery: Delivery, settings: Settings) -> str:
@@ -355,7 +371,9 @@ def _claim(
         if changed != 1:
             logger.info("delivery %s was claimed by another sender", delivery.id)
             return None
-        attempt = DeliveryAttempt.create(delivery=delivery.id, number=number, started_at=now)
+        attempt = DeliveryAttempt.create(
+            delivery=delivery.id, number=number, started_at=now
+        )
 
     delivery.status = "sending"
     delivery.attempts = number
@@ -388,7 +406,11 @@ def _send(
 
 
 def _resume_interrupted(
-    delivery: Delivery, task: Task, transport: Transport, settings: Settings, now: datetime
+    delivery: Delivery,
+    task: Task,
+    transport: Transport,
+    settings: Settings,
+    now: datetime,
 ) -> str:
     """Finish a delivery whose sender died after claiming it.
 
@@ -405,14 +427,17 @@ def _resume_interrupted(
     )
     interrupted = _mark_interrupted(delivery, now)
     provider_id = transport.find_sent(outgoing)
-    attempt = _claim(delivery, now, recipient=delivery.recipient, message_id=delivery.message_id)
+    attempt = _claim(
+        delivery, now, recipient=delivery.recipient, message_id=delivery.message_id
+    )
     if attempt is None:
         return "ignored"
 
     if provider_id:
         logger.warning(
             "delivery %s for task %s was sent before its sender stopped; recording it",
-            delivery.id, task.id,
+            delivery.id,
+            task.id,
         )
         _record_sent(delivery, task, attempt, provider_id, now, time.monotonic())
         return "sent"
@@ -429,13 +454,19 @@ def _resume_interrupted(
             "again, so the recipient gets at most one duplicate."
         )
         return _record_failure(
-            delivery, task, attempt, DeliveryError(error, permanent=True), settings,
-            now, time.monotonic(),
+            delivery,
+            task,
+            attempt,
+            DeliveryError(error, permanent=True),
+            settings,
+            now,
+            time.monotonic(),
         )
 
     logger.warning(
-        "delivery %s for task %s was interrupted before it was recorded; sending it again",
-        delivery.id, task.id,
+        "delivery %s for task %s stopped before its outcome was recorded; resending",
+        delivery.id,
+        task.id,
     )
     return _send(delivery, task, attempt, transport, settings, now)
 
@@ -444,7 +475,9 @@ def _mark_interrupted(delivery: Delivery, now: datetime) -> int:
     """Close unfinished attempts as interrupted; return how many ever were."""
     (
         DeliveryAttempt.update(outcome="interrupted", finished_at=now)
-        .where((DeliveryAttempt.delivery == delivery.id) & (DeliveryAttempt.outcome == ""))
+        .where(
+            (DeliveryAttempt.delivery == delivery.id) & (DeliveryAttempt.outcome == "")
+        )
         .execute()
     )
     return (
@@ -495,7 +528,11 @@ def _record_sent(
         _record_outbound_message(delivery, task)
     logger.info(
         "delivery %s (%s) for task %s sent as %s in %d ms",
-        delivery.id, delivery.kind, task.id, provider_id, duration_ms,
+        delivery.id,
+        delivery.kind,
+        task.id,
+        provider_id,
+        duration_ms,
     )
 
 
@@ -532,24 +569,36 @@ def _record_failure(
             values = {"status": "failed"}
         else:
             delay = RETRY_DELAYS[min(delivery.attempts, len(RETRY_DELAYS)) - 1]
-            values = {"status": "pending", "scheduled_at": now + timedelta(seconds=delay)}
+            values = {
+                "status": "pending",
+                "scheduled_at": now + timedelta(seconds=delay),
+            }
         (
             Delivery.update(error=exc.message, updated_at=now, **values)
             .where((Delivery.id == delivery.id) & (Delivery.status == "sending"))
             .execute()
         )
-        _finish_attempt(attempt, "failed" if final else "retry", exc.message, now, started)
+        _finish_attempt(
+            attempt, "failed" if final else "retry", exc.message, now, started
+        )
 
     if final:
         logger.error(
             "delivery %s for task %s failed after %d attempts: %s",
-            delivery.id, task.id, delivery.attempts, exc.message,
+            delivery.id,
+            task.id,
+            delivery.attempts,
+            exc.message,
         )
         return "failed"
     logger.warning(
         "delivery %s for task %s failed (attempt %d of %d), trying again at %s: %s",
-        delivery.id, task.id, delivery.attempts, settings.send_max_attempts,
-        isoformat(values["scheduled_at"]), exc.message,
+        delivery.id,
+        task.id,
+        delivery.attempts,
+        settings.send_max_attempts,
+        isoformat(values["scheduled_at"]),
+        exc.message,
     )
     return "retry"
 
@@ -613,7 +662,7 @@ def render_email(
     message["From"] = _header_text(settings.mailbox_address)
     message["To"] = _header_text(delivery.recipient)
     message["Subject"] = reply_subject(task)
-    message["Date"] = format_datetime(now.replace(tzinfo=timezone.utc))
+    message["Date"] = format_datetime(now.replace(tzinfo=UTC))
     message["Message-ID"] = normalize_message_id(delivery.message_id)
     references = _references(task)
     if references:
@@ -626,7 +675,9 @@ def render_email(
     text_lines = [INTRODUCTIONS[intro_key], ""]
     text_lines += [f"{label}: {value}" for label, value in facts]
     message.set_content("\n".join(text_lines) + "\n")
-    message.add_alternative(_html_body(INTRODUCTIONS[intro_key], facts, link), subtype="html")
+    message.add_alternative(
+        _html_body(INTRODUCTIONS[intro_key], facts, link), subtype="html"
+    )
     return message
 
 
@@ -661,7 +712,7 @@ def _header_text(value: str) -> str:
 
 def _html_body(intro: str, facts: list[tuple[str, str]], link: str) -> str:
     rows = "\n".join(
-        f"<tr><th align=\"left\">{html.escape(label)}</th>"
+        f'<tr><th align="left">{html.escape(label)}</th>'
         f"<td>{html.escape(value)}</td></tr>"
         for label, value in facts
         if label != "Link"

@@ -19,7 +19,11 @@ import schedule
 
 from core.config import Settings
 from core.db import database
-from core.reminders import enqueue_due_reminders, in_flight_delivery_ids, queue_due_deliveries
+from core.reminders import (
+    enqueue_due_reminders,
+    in_flight_delivery_ids,
+    queue_due_deliveries,
+)
 from core.timeutil import utcnow
 from scheduler.queue import ReminderQueue, open_queue
 from scheduler.runtime import install_stop_handlers, start
@@ -44,7 +48,10 @@ def tick(queue: ReminderQueue, now: datetime | None = None) -> int:
     # it (a wiped queue, a crashed worker); the queue skips ids it still has.
     recovered = queue.enqueue(in_flight_delivery_ids())
     if recovered:
-        logger.warning("put %d deliveries whose queue message was lost back on the queue", len(recovered))
+        logger.warning(
+            "put %d deliveries whose queue message was lost back on the queue",
+            len(recovered),
+        )
     return put + len(recovered)
 
 
@@ -91,9 +98,13 @@ def jobs_for(queue: ReminderQueue) -> dict[str, Callable[[], object]]:
 def build_scheduler(settings: Settings, queue: ReminderQueue) -> schedule.Scheduler:
     jobs = jobs_for(queue)
     scheduler = schedule.Scheduler()
-    scheduler.every(settings.reminder_tick_minutes).minutes.do(run_job, "reminder-tick", jobs["reminder-tick"])
+    scheduler.every(settings.reminder_tick_minutes).minutes.do(
+        run_job, "reminder-tick", jobs["reminder-tick"]
+    )
     scheduler.every(DISPATCH_SECONDS).seconds.do(run_job, "dispatch", jobs["dispatch"])
-    scheduler.every(settings.mail_poll_minutes).minutes.do(run_job, "mail-poll", jobs["mail-poll"])
+    scheduler.every(settings.mail_poll_minutes).minutes.do(
+        run_job, "mail-poll", jobs["mail-poll"]
+    )
     return scheduler
 
 
@@ -103,7 +114,9 @@ def run_once(queue: ReminderQueue) -> bool:
     return all(results)
 
 
-def run_forever(settings: Settings, queue: ReminderQueue, stop: threading.Event) -> None:
+def run_forever(
+    settings: Settings, queue: ReminderQueue, stop: threading.Event
+) -> None:
     scheduler = build_scheduler(settings, queue)
     # Start with one run of everything: a clock that was down catches up now
     # instead of a whole tick later.
@@ -118,7 +131,7 @@ def run_forever(settings: Settings, queue: ReminderQueue, stop: threading.Event)
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m scheduler.clock",
-        description="Run the reminder tick, the queue hand-over and the mail poll on a schedule.",
+        description="Run the reminder tick, the queue hand-over and the mail poll.",
     )
     parser.add_argument(
         "--once", action="store_true", help="run every job once and exit"

@@ -65,12 +65,15 @@ class ReminderQueue(ABC):
     def waiting_count(self) -> int:
         """Return how many messages are waiting, including ones being handled."""
 
+    @abstractmethod
     def close(self) -> None:
         """Release connections and files."""
 
 
 class SQLiteReminderQueue(ReminderQueue):
-    def __init__(self, directory: Path, *, consumer: bool, name: str = QUEUE_NAME) -> None:
+    def __init__(
+        self, directory: Path, *, consumer: bool, name: str = QUEUE_NAME
+    ) -> None:
         import persistqueue
         import persistqueue.serializers.json as json_serializer
 
@@ -177,7 +180,9 @@ class RQReminderQueue(ReminderQueue):
 
     def enqueue(self, delivery_ids: Iterable[int]) -> list[int]:
         return [
-            delivery_id for delivery_id in delivery_ids if self._enqueue_one(delivery_id)
+            delivery_id
+            for delivery_id in delivery_ids
+            if self._enqueue_one(delivery_id)
         ]
 
     def _enqueue_one(self, delivery_id: int) -> bool:
@@ -251,7 +256,9 @@ def _worker_class() -> type:
             self.pubsub = self.connection.pubsub()
             self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
             self.pubsub_thread = self.pubsub.run_in_thread(
-                sleep_time=1, daemon=True, exception_handler=self._pubsub_exception_handler
+                sleep_time=1,
+                daemon=True,
+                exception_handler=self._pubsub_exception_handler,
             )
 
     return ReminderWorker
@@ -269,12 +276,15 @@ def _handle_safely(handle: Handler, data: object) -> None:
     except Exception:
         logger.exception(
             "handling delivery %s failed after %.0f ms; the next tick puts it back",
-            delivery_id, (time.monotonic() - started) * 1000,
+            delivery_id,
+            (time.monotonic() - started) * 1000,
         )
 
 
 def open_queue(settings: Settings, *, consumer: bool) -> ReminderQueue:
     """Open the queue REDIS_URL selects; ``consumer`` only for the worker."""
     if settings.redis_url:
-        return RQReminderQueue(settings.redis_url, max_attempts=settings.send_max_attempts)
+        return RQReminderQueue(
+            settings.redis_url, max_attempts=settings.send_max_attempts
+        )
     return SQLiteReminderQueue(settings.resolved_queue_dir, consumer=consumer)

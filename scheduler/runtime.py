@@ -66,8 +66,12 @@ def start(process: str) -> Settings:
             print(f"  {line}", file=sys.stderr)
         raise SystemExit(2)
     open_database(settings.resolved_database_url)
-    queue = "RQ on REDIS_URL" if settings.redis_url else str(settings.resolved_queue_dir)
-    logger.info("%s starting, queue: %s, transport: %s", process, queue, settings.mail_transport)
+    queue = (
+        "RQ on REDIS_URL" if settings.redis_url else str(settings.resolved_queue_dir)
+    )
+    logger.info(
+        "%s starting, queue: %s, transport: %s", process, queue, settings.mail_transport
+    )
     return settings
 
 
@@ -75,7 +79,9 @@ def install_stop_handlers(stop: threading.Event) -> None:
     """Make SIGTERM and SIGINT set ``stop``; the loop finishes its item first."""
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
-        logger.info("received %s, stopping after the current step", signal.Signals(signum).name)
+        logger.info(
+            "received %s, stopping after the current step", signal.Signals(signum).name
+        )
         stop.set()
 
     signal.signal(signal.SIGTERM, request_stop)

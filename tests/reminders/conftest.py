@@ -53,7 +53,9 @@ def make_queue(tmp_path: Path, request: pytest.FixtureRequest):
         from scheduler.queue import RQReminderQueue, SQLiteReminderQueue
 
         if kind == "sqlite":
-            queue = SQLiteReminderQueue(directory or tmp_path / "queue", consumer=consumer)
+            queue = SQLiteReminderQueue(
+                directory or tmp_path / "queue", consumer=consumer
+            )
         else:
             connection = request.getfixturevalue("redis_connection")
             name = getattr(request.node, "_rq_queue_name", None)

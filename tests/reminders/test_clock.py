@@ -34,14 +34,20 @@ def test_assignment_notice_leaves_within_a_minute(db, settings, outbox, make_que
 
         frozen.tick(timedelta(seconds=31))
         scheduler.run_pending()
-        queue.work(build_handler(settings, transport=outbox), burst=True, stop=threading.Event())
+        queue.work(
+            build_handler(settings, transport=outbox),
+            burst=True,
+            stop=threading.Event(),
+        )
 
     [email] = outbox_messages(outbox)
     assert email["To"] == ASSIGNEE
     assert "You have been assigned" in email.get_body(("plain",)).get_content()
 
 
-def test_failing_job_is_logged_and_runs_again(db, settings, make_queue, monkeypatch, caplog):
+def test_failing_job_is_logged_and_runs_again(
+    db, settings, make_queue, monkeypatch, caplog
+):
     calls = []
 
     def failing_poll() -> None:
@@ -71,7 +77,9 @@ def test_tick_runs_on_schedule(db, settings, make_queue):
         frozen.tick(timedelta(minutes=settings.reminder_tick_minutes, seconds=1))
         scheduler.run_pending()
 
-    reminder = Delivery.get((Delivery.task == task.id) & (Delivery.kind == "open_reminder"))
+    reminder = Delivery.get(
+        (Delivery.task == task.id) & (Delivery.kind == "open_reminder")
+    )
     assert reminder.status == "queued"
     assert queue.waiting_count() == 2
 
@@ -87,9 +95,12 @@ def test_run_once_reports_failing_job(db, make_queue, monkeypatch):
         ok = run_once(make_queue("sqlite"))
 
     assert ok is False
-    assert Delivery.select().where(
-        (Delivery.task == task.id) & (Delivery.kind == "open_reminder")
-    ).count() == 1
+    assert (
+        Delivery.select()
+        .where((Delivery.task == task.id) & (Delivery.kind == "open_reminder"))
+        .count()
+        == 1
+    )
 
 
 def process_env(settings) -> dict[str, str]:
@@ -110,17 +121,25 @@ def test_clock_once_and_worker_burst_processes(db, settings, outbox):
     env = process_env(settings)
 
     subprocess.run(
-        [sys.executable, "-m", "scheduler.clock", "--once"], cwd=ROOT, env=env,
-        capture_output=True, timeout=120,
+        [sys.executable, "-m", "scheduler.clock", "--once"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        timeout=120,
     )
     worker = subprocess.run(
-        [sys.executable, "-m", "scheduler.worker", "--burst"], cwd=ROOT, env=env,
-        capture_output=True, timeout=120, text=True,
+        [sys.executable, "-m", "scheduler.worker", "--burst"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        timeout=120,
+        text=True,
     )
 
     assert worker.returncode == 0, worker.stderr
     kinds = sorted(
-        d.kind for d in Delivery.select().where(
+        d.kind
+        for d in Delivery.select().where(
             (Delivery.task == task.id) & (Delivery.status == "sent")
         )
     )
@@ -131,8 +150,11 @@ def test_clock_once_and_worker_burst_processes(db, settings, outbox):
 @pytest.mark.parametrize("module", ["scheduler.clock", "scheduler.worker"])
 def test_sigterm_stops_process_cleanly(db, settings, module):
     process = subprocess.Popen(
-        [sys.executable, "-m", module], cwd=ROOT, env=process_env(settings),
-        stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-m", module],
+        cwd=ROOT,
+        env=process_env(settings),
+        stderr=subprocess.PIPE,
+        text=True,
     )
     for line in process.stderr:
         if "starting" in line:
@@ -149,8 +171,12 @@ def test_bad_settings_stop_start_up(settings):
     env = {**process_env(settings), "TRIAGE_EMAIL": "not an address"}
 
     result = subprocess.run(
-        [sys.executable, "-m", "scheduler.worker", "--burst"], cwd=ROOT, env=env,
-        capture_output=True, text=True, timeout=120,
+        [sys.executable, "-m", "scheduler.worker", "--burst"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
     assert result.returncode == 2

@@ -54,7 +54,9 @@ def kill_when_ready(process: subprocess.Popen, marker: Path) -> None:
     deadline = time.monotonic() + 60
     while not marker.exists():
         if process.poll() is not None:
-            pytest.fail(f"the worker exited with status {process.returncode} before the kill point")
+            pytest.fail(
+                f"the worker exited with {process.returncode} before the kill point"
+            )
         if time.monotonic() > deadline:
             process.kill()
             pytest.fail("the worker did not reach the kill point within 60 s")
@@ -73,7 +75,9 @@ def queued_reminder(settings, make_queue) -> Delivery:
 
 def restart_worker(settings, outbox, make_queue) -> int:
     queue = make_queue("sqlite", consumer=True, directory=settings.resolved_queue_dir)
-    return queue.work(build_handler(settings, transport=outbox), burst=True, stop=threading.Event())
+    return queue.work(
+        build_handler(settings, transport=outbox), burst=True, stop=threading.Event()
+    )
 
 
 @pytest.fixture
@@ -83,11 +87,15 @@ def triage_settings(make_settings, app):
     return use_settings(make_settings(triage_email="triage@example.com"))
 
 
-def test_killed_before_send_sends_once_after_restart(db, triage_settings, outbox, make_queue, tmp_path):
+def test_killed_before_send_sends_once_after_restart(
+    db, triage_settings, outbox, make_queue, tmp_path
+):
     delivery = queued_reminder(triage_settings, make_queue)
     marker = tmp_path / "marker"
 
-    kill_when_ready(start_crashing_worker(triage_settings, "before-send", marker), marker)
+    kill_when_ready(
+        start_crashing_worker(triage_settings, "before-send", marker), marker
+    )
     assert outbox_messages(outbox) == []
     handled = restart_worker(triage_settings, outbox, make_queue)
 
@@ -96,15 +104,24 @@ def test_killed_before_send_sends_once_after_restart(db, triage_settings, outbox
     delivery = Delivery.get_by_id(delivery.id)
     assert delivery.status == "sent"
     assert email["Message-ID"] == delivery.message_id
-    outcomes = [a.outcome for a in DeliveryAttempt.select().where(DeliveryAttempt.delivery == delivery.id).order_by(DeliveryAttempt.number)]
+    outcomes = [
+        a.outcome
+        for a in DeliveryAttempt.select()
+        .where(DeliveryAttempt.delivery == delivery.id)
+        .order_by(DeliveryAttempt.number)
+    ]
     assert outcomes == ["interrupted", "sent"]
 
 
-def test_killed_after_send_records_without_resending(db, triage_settings, outbox, make_queue, tmp_path):
+def test_killed_after_send_records_without_resending(
+    db, triage_settings, outbox, make_queue, tmp_path
+):
     delivery = queued_reminder(triage_settings, make_queue)
     marker = tmp_path / "marker"
 
-    kill_when_ready(start_crashing_worker(triage_settings, "after-send", marker), marker)
+    kill_when_ready(
+        start_crashing_worker(triage_settings, "after-send", marker), marker
+    )
     [path] = outbox.directory.glob("*.eml")
     written = path.read_bytes()
     assert Delivery.get_by_id(delivery.id).status == "sending"
@@ -125,9 +142,16 @@ def test_gmail_interrupted_twice_sends_at_most_one_duplicate(db, settings):
     task = make_task(criticality="high", thread_id="18c0ffee000000aa")
     enqueue_due_reminders(DUE)
     queue_due_deliveries(DUE)
-    delivery = Delivery.get((Delivery.task == task.id) & (Delivery.kind == "open_reminder"))
+    delivery = Delivery.get(
+        (Delivery.task == task.id) & (Delivery.kind == "open_reminder")
+    )
     # First sender: claimed the row, sent, died before recording.
-    _claim(delivery, DUE, recipient=delivery.recipient, message_id="<first@tracker.example.com>")
+    _claim(
+        delivery,
+        DUE,
+        recipient=delivery.recipient,
+        message_id="<first@tracker.example.com>",
+    )
     search_empty = ({"status": "200"}, '{"resultSizeEstimate": 0}')
     sent = ({"status": "200"}, '{"id": "gmail-2"}')
     # Second sender: Gmail search does not show the first send yet, so it
@@ -162,10 +186,21 @@ def test_gmail_interrupted_send_found_is_not_resent(db, settings):
     task = make_task(criticality="high", thread_id="18c0ffee000000bb")
     enqueue_due_reminders(DUE)
     queue_due_deliveries(DUE)
-    delivery = Delivery.get((Delivery.task == task.id) & (Delivery.kind == "open_reminder"))
-    _claim(delivery, DUE, recipient=delivery.recipient, message_id="<first@tracker.example.com>")
-    http = HttpMockSequence([({"status": "200"}, '{"messages": [{"id": "gmail-1", "threadId": "t"}]}')])
-    transport = GmailTransport(settings, build("gmail", "v1", http=http, cache_discovery=False))
+    delivery = Delivery.get(
+        (Delivery.task == task.id) & (Delivery.kind == "open_reminder")
+    )
+    _claim(
+        delivery,
+        DUE,
+        recipient=delivery.recipient,
+        message_id="<first@tracker.example.com>",
+    )
+    http = HttpMockSequence(
+        [({"status": "200"}, '{"messages": [{"id": "gmail-1", "threadId": "t"}]}')]
+    )
+    transport = GmailTransport(
+        settings, build("gmail", "v1", http=http, cache_discovery=False)
+    )
 
     outcome = deliver(delivery.id, transport, now=DUE + timedelta(minutes=1))
 

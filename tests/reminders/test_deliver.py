@@ -14,7 +14,12 @@ from googleapiclient.http import HttpMockSequence
 from core.config import use_settings
 from core.models import Delivery, MailMessage, Task
 from core.outbound import GmailTransport
-from core.reminders import DeliveryAttempt, deliver, enqueue_due_reminders, queue_due_deliveries
+from core.reminders import (
+    DeliveryAttempt,
+    deliver,
+    enqueue_due_reminders,
+    queue_due_deliveries,
+)
 from core.tasks import update_task
 from tests.conftest import ASSIGNEE, CREATOR, MAILBOX, actor
 from tests.reminders.conftest import START, make_task, outbox_messages
@@ -208,7 +213,10 @@ def test_gmail_500_twice_then_success(db, settings):
         [
             ({"status": "500"}, error_body(500)),
             ({"status": "500"}, error_body(500)),
-            ({"status": "200"}, json.dumps({"id": "msg-1", "threadId": task.thread_id})),
+            (
+                {"status": "200"},
+                json.dumps({"id": "msg-1", "threadId": task.thread_id}),
+            ),
         ]
     )
     transport = GmailTransport(settings, service)
@@ -225,13 +233,19 @@ def test_gmail_500_twice_then_success(db, settings):
     assert delivery.status == "sent"
     assert delivery.attempts == 3
     assert delivery.provider_message_id == "msg-1"
-    attempts = list(DeliveryAttempt.select().where(DeliveryAttempt.delivery == delivery.id).order_by(DeliveryAttempt.number))
+    attempts = list(
+        DeliveryAttempt.select()
+        .where(DeliveryAttempt.delivery == delivery.id)
+        .order_by(DeliveryAttempt.number)
+    )
     assert [a.outcome for a in attempts] == ["retry", "retry", "sent"]
     sends = [call for call in http.request_sequence if "messages/send" in call[0]]
     assert len(sends) == 3
     body = json.loads(sends[-1][2])
     assert body["threadId"] == task.thread_id
-    email = message_from_bytes(base64.urlsafe_b64decode(body["raw"]), policy=policy.default)
+    email = message_from_bytes(
+        base64.urlsafe_b64decode(body["raw"]), policy=policy.default
+    )
     assert email["Message-ID"] == delivery.message_id
 
 
@@ -248,7 +262,9 @@ def test_retry_waits_for_its_delay(db, settings):
 
 def test_gmail_failures_stop_at_max_attempts(db, settings, caplog):
     task = make_task(criticality="high", thread_id="18c0ffee00000003")
-    service, _ = gmail_service([({"status": "429"}, error_body(429, "rateLimitExceeded"))] * 3)
+    service, _ = gmail_service(
+        [({"status": "429"}, error_body(429, "rateLimitExceeded"))] * 3
+    )
     transport = GmailTransport(settings, service)
     delivery = queued_reminder(task)
 
@@ -269,7 +285,9 @@ def test_gmail_failures_stop_at_max_attempts(db, settings, caplog):
 
 def test_gmail_invalid_recipient_is_permanent(db, settings):
     task = make_task(criticality="high", thread_id="18c0ffee00000004")
-    service, http = gmail_service([({"status": "400"}, error_body(400, "invalidArgument"))])
+    service, http = gmail_service(
+        [({"status": "400"}, error_body(400, "invalidArgument"))]
+    )
     delivery = queued_reminder(task)
 
     outcome = deliver(delivery.id, GmailTransport(settings, service), now=DUE)

@@ -33,9 +33,16 @@ def run_clock_and_worker(settings, outbox, make_queue, at: datetime) -> list:
     """Run one clock tick and a burst worker at ``at``; return the new emails."""
     before = {email["Message-ID"] for email in outbox_messages(outbox)}
     with freeze_time(at):
-        tick(make_queue("sqlite", consumer=False, directory=settings.resolved_queue_dir), at)
+        tick(
+            make_queue("sqlite", consumer=False, directory=settings.resolved_queue_dir),
+            at,
+        )
         queue = make_queue("sqlite", directory=settings.resolved_queue_dir)
-        queue.work(build_handler(settings, transport=outbox), burst=True, stop=threading.Event())
+        queue.work(
+            build_handler(settings, transport=outbox),
+            burst=True,
+            stop=threading.Event(),
+        )
     return [e for e in outbox_messages(outbox) if e["Message-ID"] not in before]
 
 
@@ -58,7 +65,9 @@ def test_corpus_tasks_get_threaded_reminders(db, make_settings, outbox, make_que
     assert len(tasks) > 10
 
     # Medium tasks are due one day after they arrived.
-    emails = run_clock_and_worker(settings, outbox, make_queue, ARRIVED + timedelta(days=1, minutes=1))
+    emails = run_clock_and_worker(
+        settings, outbox, make_queue, ARRIVED + timedelta(days=1, minutes=1)
+    )
 
     for task in tasks:
         email = reminder_for(emails, task.id)
@@ -75,7 +84,9 @@ def test_corpus_tasks_get_threaded_reminders(db, make_settings, outbox, make_que
         assert read.task_id == task.id
 
 
-def test_reply_from_corpus_threads_under_original(db, make_settings, outbox, make_queue):
+def test_reply_from_corpus_threads_under_original(
+    db, make_settings, outbox, make_queue
+):
     settings = use_settings(make_settings(triage_email=TRIAGE))
     raw = (CORPUS / "mail" / REPLY_FILE).read_bytes()
     original = message_from_bytes(raw, policy=policy.default)
@@ -86,7 +97,10 @@ def test_reply_from_corpus_threads_under_original(db, make_settings, outbox, mak
     [task] = Task.select()
 
     [email] = [
-        e for e in run_clock_and_worker(settings, outbox, make_queue, ARRIVED + timedelta(days=1, minutes=1))
+        e
+        for e in run_clock_and_worker(
+            settings, outbox, make_queue, ARRIVED + timedelta(days=1, minutes=1)
+        )
         if Delivery.get_by_id(int(e["X-Threadtask-Delivery"])).kind != "assigned"
     ]
 
@@ -106,12 +120,16 @@ def test_fixed_reminds_creator_and_closed_stops(db, make_settings, outbox, make_
         poll_mailbox_once(settings)
     [task] = Task.select()
     first_day = ARRIVED + timedelta(days=1, minutes=1)
-    assert reminder_for(run_clock_and_worker(settings, outbox, make_queue, first_day), task.id)
+    assert reminder_for(
+        run_clock_and_worker(settings, outbox, make_queue, first_day), task.id
+    )
 
     fixed_at = first_day + timedelta(hours=2)
     update_task(Actor(TRIAGE, "api"), task.id, {"status": "fixed"}, now=fixed_at)
     fixed_email = reminder_for(
-        run_clock_and_worker(settings, outbox, make_queue, fixed_at + timedelta(days=1, minutes=1)),
+        run_clock_and_worker(
+            settings, outbox, make_queue, fixed_at + timedelta(days=1, minutes=1)
+        ),
         task.id,
     )
 
@@ -121,9 +139,13 @@ def test_fixed_reminds_creator_and_closed_stops(db, make_settings, outbox, make_
     assert fixed_email["In-Reply-To"] == task.latest_message_id
 
     closed_at = fixed_at + timedelta(days=1, hours=1)
-    update_task(Actor(task.creator_email, "api"), task.id, {"status": "closed"}, now=closed_at)
+    update_task(
+        Actor(task.creator_email, "api"), task.id, {"status": "closed"}, now=closed_at
+    )
     later = []
     for days in (1, 2, 8, 30):
-        later += run_clock_and_worker(settings, outbox, make_queue, closed_at + timedelta(days=days))
+        later += run_clock_and_worker(
+            settings, outbox, make_queue, closed_at + timedelta(days=days)
+        )
 
     assert later == []

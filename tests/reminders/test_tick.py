@@ -55,7 +55,9 @@ def test_low_to_critical_reminds_at_next_tick(db):
     assert reminders_of(task) == []
 
     update_task(
-        actor(CREATOR), task.id, {"criticality": "critical"},
+        actor(CREATOR),
+        task.id,
+        {"criticality": "critical"},
         now=START + timedelta(minutes=40),
     )
     enqueue_due_reminders(START + timedelta(minutes=60))
@@ -124,7 +126,9 @@ def test_second_clock_with_same_rows_creates_nothing(db, settings):
     now = START + timedelta(hours=1)
     rows = list(
         Task.due(now)
-        .select(Task.id, Task.status, Task.criticality, Task.assigned_to, Task.creator_email)
+        .select(
+            Task.id, Task.status, Task.criticality, Task.assigned_to, Task.creator_email
+        )
         .tuples()
     )
 

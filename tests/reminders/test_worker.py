@@ -26,7 +26,9 @@ def run_worker(queue, settings, outbox) -> int:
     return queue.work(handler, burst=True, stop=threading.Event())
 
 
-def test_two_ticks_while_sender_down_send_one(db, settings, outbox, make_queue, queue_kind):
+def test_two_ticks_while_sender_down_send_one(
+    db, settings, outbox, make_queue, queue_kind
+):
     task = make_task(criticality="critical")
     clock_queue = make_queue(queue_kind, consumer=False)
     tick(clock_queue, START + timedelta(minutes=30))
@@ -61,7 +63,9 @@ def test_duplicate_messages_send_once(db, settings, outbox, make_queue):
     task = make_task(criticality="high")
     queue = make_queue("sqlite")
     tick(queue, START + timedelta(hours=1))
-    reminder = Delivery.get((Delivery.task == task.id) & (Delivery.kind == "open_reminder"))
+    reminder = Delivery.get(
+        (Delivery.task == task.id) & (Delivery.kind == "open_reminder")
+    )
     # Two clocks racing between their check and their put can leave two
     # messages for one delivery; the claim on the row lets one through.
     queue._queue.put({"delivery_id": reminder.id})
@@ -73,7 +77,9 @@ def test_duplicate_messages_send_once(db, settings, outbox, make_queue):
     assert Delivery.get_by_id(reminder.id).attempts == 1
 
 
-def test_lost_message_is_put_back_by_next_tick(db, settings, outbox, make_queue, queue_kind, tmp_path):
+def test_lost_message_is_put_back_by_next_tick(
+    db, settings, outbox, make_queue, queue_kind, tmp_path
+):
     task = make_task(criticality="high")
     queue = make_queue(queue_kind, consumer=False)
     tick(queue, START + timedelta(hours=1))
@@ -86,15 +92,21 @@ def test_lost_message_is_put_back_by_next_tick(db, settings, outbox, make_queue,
     tick(make_queue(queue_kind, consumer=False), START + timedelta(hours=1, minutes=30))
     run_worker(make_queue(queue_kind), settings, outbox)
 
-    reminder = Delivery.get((Delivery.task == task.id) & (Delivery.kind == "open_reminder"))
+    reminder = Delivery.get(
+        (Delivery.task == task.id) & (Delivery.kind == "open_reminder")
+    )
     assert reminder.status == "sent"
     assert len(outbox_messages(outbox)) == 2
 
 
-def test_task_closed_in_queue_sends_no_reminder(db, settings, outbox, make_queue, queue_kind):
+def test_task_closed_in_queue_sends_no_reminder(
+    db, settings, outbox, make_queue, queue_kind
+):
     task = make_task(criticality="high", assigned_to="")
     tick(make_queue(queue_kind, consumer=False), START + timedelta(hours=1))
-    update_task(actor(CREATOR), task.id, {"status": "closed"}, now=START + timedelta(hours=1))
+    update_task(
+        actor(CREATOR), task.id, {"status": "closed"}, now=START + timedelta(hours=1)
+    )
 
     run_worker(make_queue(queue_kind), settings, outbox)
 
