@@ -47,9 +47,7 @@ def init_app(app: Flask) -> None:
     settings: Settings = app.config["SETTINGS"]
     if not check_settings(settings):
         notify.install(None)
-        app.add_url_rule(
-            EVENTS_PATH, "slack_events", _slack_off, methods=["POST"]
-        )
+        app.add_url_rule(EVENTS_PATH, "slack_events", _slack_off, methods=["POST"])
         return
 
     client = build_client(settings)
@@ -71,7 +69,9 @@ def init_app(app: Flask) -> None:
     extension.notifier = start_assignment_notices(settings, client)
     logger.debug(
         "Slack command %s on %s; assignment messages %s",
-        settings.slack_command, EVENTS_PATH, "on" if extension.notifier else "off",
+        settings.slack_command,
+        EVENTS_PATH,
+        "on" if extension.notifier else "off",
     )
 
 

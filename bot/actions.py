@@ -65,9 +65,7 @@ def list_tasks(command: Command, caller: SlackIdentity, settings: Settings) -> R
     matching = Task.select().where(condition)
     total = matching.count()
     page = list(
-        matching
-        .order_by(Task.created_at.desc(), Task.id.desc())
-        .limit(LIST_LIMIT)
+        matching.order_by(Task.created_at.desc(), Task.id.desc()).limit(LIST_LIMIT)
     )
     text, blocks = views.task_list(page, total, text, settings)
     return Reply(text, blocks)

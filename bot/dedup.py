@@ -60,5 +60,5 @@ def claim(key: str, now: datetime | None = None) -> bool:
 
 
 def release(key: str) -> None:
-    """Delete ``key`` after its action was rejected, so a retry runs the command again."""
+    """Delete ``key`` after its action was rejected, so a retry runs again."""
     SlackRequest.delete().where(SlackRequest.key == key).execute()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
@@ -61,7 +61,8 @@ class IdentityCache:
         with self._lock:
             self._entries[user_id] = (now, identity)
             expired = [
-                key for key, (stored, _) in self._entries.items()
+                key
+                for key, (stored, _) in self._entries.items()
                 if now - stored >= self.ttl_seconds
             ]
             for key in expired:

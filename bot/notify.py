@@ -79,7 +79,8 @@ class AssignmentNotifier:
             else:
                 logger.warning(
                     "task %s: Slack assignment message failed: %s",
-                    notice.task_id, error,
+                    notice.task_id,
+                    error,
                 )
             return False
         except (SlackClientError, OSError):
@@ -88,7 +89,8 @@ class AssignmentNotifier:
 
         logger.info(
             "task %s: sent assignment message to Slack user %s",
-            notice.task_id, user["id"],
+            notice.task_id,
+            user["id"],
         )
         return True
 
@@ -99,8 +101,7 @@ class AssignmentNotifier:
 
 def _text(notice: AssignmentNotice) -> str:
     return (
-        f"{notice.assigned_by} assigned task #{notice.task_id} to you: "
-        f"{notice.subject}"
+        f"{notice.assigned_by} assigned task #{notice.task_id} to you: {notice.subject}"
     )
 
 
@@ -127,7 +128,9 @@ def _on_task_changed(task: Any, *, actor: Actor, changes: dict, **_: Any) -> Non
     except Exception:
         # The core sends this signal after its commit; a failure here must
         # not reach the caller, whose change has been applied.
-        logger.exception("task %s: could not queue the Slack assignment message", task.id)
+        logger.exception(
+            "task %s: could not queue the Slack assignment message", task.id
+        )
 
 
 def install(notifier: AssignmentNotifier | None) -> None:

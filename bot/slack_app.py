@@ -70,7 +70,9 @@ def send_reply(respond: Respond, user_id: str, **message: Any) -> None:
     if response.status_code != 200:
         logger.warning(
             "Slack user %s: reply rejected with HTTP %s: %s",
-            user_id, response.status_code, response.body[:200],
+            user_id,
+            response.status_code,
+            response.body[:200],
         )
 
 
@@ -99,8 +101,12 @@ class CommandHandler:
         ack()
 
     def run_and_reply(
-        self, command: dict, body: dict, request: BoltRequest,
-        client: WebClient, respond: Respond,
+        self,
+        command: dict,
+        body: dict,
+        request: BoltRequest,
+        client: WebClient,
+        respond: Respond,
     ) -> None:
         """Run the command after the acknowledgement and send the reply."""
         try:
@@ -130,15 +136,28 @@ class CommandHandler:
 
         if reply is None:
             return
-        send_reply(respond, user_id, text=reply.text, blocks=reply.blocks,
-                   response_type="ephemeral")
+        send_reply(
+            respond,
+            user_id,
+            text=reply.text,
+            blocks=reply.blocks,
+            response_type="ephemeral",
+        )
         if reply.announcement and self.settings.slack_announce:
-            send_reply(respond, user_id, text=views.escape(reply.announcement),
-                       response_type="in_channel")
+            send_reply(
+                respond,
+                user_id,
+                text=views.escape(reply.announcement),
+                response_type="in_channel",
+            )
 
     def run(
-        self, command: Command, user_id: str, client: WebClient,
-        body: dict, raw_body: str,
+        self,
+        command: Command,
+        user_id: str,
+        client: WebClient,
+        body: dict,
+        raw_body: str,
     ) -> actions.Reply | None:
         """Return the reply to ``command``, or None for an applied retry."""
         try:
@@ -156,8 +175,12 @@ class CommandHandler:
             return self.rejection_reply(command, exc)
 
     def change(
-        self, command: Command, caller: SlackIdentity, client: WebClient,
-        body: dict, raw_body: str,
+        self,
+        command: Command,
+        caller: SlackIdentity,
+        client: WebClient,
+        body: dict,
+        raw_body: str,
     ) -> actions.Reply | None:
         """Apply a change once, however often Slack sends the request."""
         if not caller.email:
@@ -172,7 +195,9 @@ class CommandHandler:
         if not dedup.claim(key):
             logger.info(
                 "Slack user %s: %s of task %s was applied already; not again",
-                caller.user_id, command.name, command.task_id,
+                caller.user_id,
+                command.name,
+                command.task_id,
             )
             return None
         try:

@@ -77,15 +77,16 @@ def task_list(
         text = f"No tasks match `{escape(query)}`."
         return text, [section(text)]
 
-    text = f"{total} tasks match `{escape(query)}`" if total != 1 else (
-        f"1 task matches `{escape(query)}`"
-    )
+    matches = "1 task matches" if total == 1 else f"{total} tasks match"
+    text = f"{matches} `{escape(query)}`"
     blocks: Blocks = [section(f"{text}, newest first:")]
     blocks += [section(task_line(task, settings)) for task in tasks]
     if total > len(tasks):
-        blocks.append(context(
-            f"{total - len(tasks)} more not shown; narrow the query to see them."
-        ))
+        blocks.append(
+            context(
+                f"{total - len(tasks)} more not shown; narrow the query to see them."
+            )
+        )
     return f"{text}.", blocks
 
 
@@ -117,9 +118,13 @@ def _event_lines(events: Sequence[Event]) -> str:
         return "None."
     lines = []
     for event in events:
-        change = "created the task" if event.field == "created" else (
-            f"set {event.field} from {_value(event.old_value)} "
-            f"to {_value(event.new_value)}"
+        change = (
+            "created the task"
+            if event.field == "created"
+            else (
+                f"set {event.field} from {_value(event.old_value)} "
+                f"to {_value(event.new_value)}"
+            )
         )
         lines.append(
             f"{slack_date(event.created_at)} {escape(event.actor)} "
@@ -155,9 +160,14 @@ def help_message(command: str) -> tuple[str, Blocks]:
     examples = [
         ("help", "Show this list."),
         ("list", "Your open and fixed tasks, newest first."),
-        ("list status:open criticality:high,critical",
-         "Tasks matching a query, in the language of GET /tasks?q=."),
-        ("list assigned_to:me OR creator_email:me", "Tasks assigned to you or created by you."),
+        (
+            "list status:open criticality:high,critical",
+            "Tasks matching a query, in the language of GET /tasks?q=.",
+        ),
+        (
+            "list assigned_to:me OR creator_email:me",
+            "Tasks assigned to you or created by you.",
+        ),
         ("show 42", "Task 42 with its latest changes and reminders."),
         ("fixed 42", "Mark task 42 fixed."),
         ("open 42", "Reopen task 42."),
@@ -177,4 +187,4 @@ def problem(message: str, command: str, form: str | None) -> tuple[str, Blocks]:
         text += f"\nUse: `{command} {form}`"
     else:
         text += f"\nSee `{command} help` for the commands."
-    return text, [section(escape(message) + text[len(message):])]
+    return text, [section(escape(message) + text[len(message) :])]

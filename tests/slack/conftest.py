@@ -106,9 +106,14 @@ class SlackApiServer:
             return {"ok": False, "error": self.failures[method]}
         if method == "auth.test":
             return {
-                "ok": True, "url": "https://example.slack.com/", "team": "Example",
-                "user": "threadtask", "team_id": "T111", "user_id": "U0APP",
-                "bot_id": "B111", "is_enterprise_install": False,
+                "ok": True,
+                "url": "https://example.slack.com/",
+                "team": "Example",
+                "user": "threadtask",
+                "team_id": "T111",
+                "user_id": "U0APP",
+                "bot_id": "B111",
+                "is_enterprise_install": False,
             }
         if method == "users.info":
             user = self.users.get(params.get("user", ""))
@@ -123,7 +128,11 @@ class SlackApiServer:
         if method == "conversations.open":
             return {"ok": True, "channel": {"id": "D" + str(params.get("users"))}}
         if method == "chat.postMessage":
-            return {"ok": True, "channel": params.get("channel"), "ts": "1700000000.000100"}
+            return {
+                "ok": True,
+                "channel": params.get("channel"),
+                "ts": "1700000000.000100",
+            }
         return {"ok": False, "error": "unknown_method"}
 
 
@@ -144,7 +153,9 @@ def _handler_for(server: SlackApiServer) -> type[BaseHTTPRequestHandler]:
                 params.update(json.loads(raw or "{}"))
             elif raw:
                 params.update(parse_qsl(raw))
-            server.record(Recorded(self.command, parts.path, params, dict(self.headers)))
+            server.record(
+                Recorded(self.command, parts.path, params, dict(self.headers))
+            )
 
             if parts.path.startswith("/respond/expired"):
                 # What Slack returns once a response_url has been used up or is too old.
@@ -223,9 +234,13 @@ class SlackSender:
         self.client = client
         self.server = server
         self.app = app
-        self.template = dict(parse_qsl(
-            (SLACK_CORPUS / "slash-command.bolt-python-enterprise.body.txt").read_text()
-        ))
+        self.template = dict(
+            parse_qsl(
+                (
+                    SLACK_CORPUS / "slash-command.bolt-python-enterprise.body.txt"
+                ).read_text()
+            )
+        )
         self.sent = 0
 
     def body(self, text: str, user_id: str, **fields: str) -> str:
@@ -269,7 +284,10 @@ class SlackSender:
         )
 
     def command(
-        self, text: str, user_id: str = CREATOR_ID, fields: dict | None = None,
+        self,
+        text: str,
+        user_id: str = CREATOR_ID,
+        fields: dict | None = None,
         **kwargs: Any,
     ):
         """Send ``/task TEXT`` as ``user_id``; return the HTTP response and body."""

@@ -38,7 +38,8 @@ def task_ids(message: dict) -> list[int]:
 
 def announcements(slack) -> list[dict]:
     return [
-        r.params for r in slack.server.calls("/respond/")
+        r.params
+        for r in slack.server.calls("/respond/")
         if r.params.get("response_type") == "in_channel"
     ]
 
@@ -74,7 +75,7 @@ def test_list_defaults_to_own_open_and_fixed(slack, db):
     line = reply["blocks"][1]["text"]["text"]
     assert "Subject 2" in line
     assert f"fixed · medium · {ASSIGNEE}" in line
-    assert f"|thread>" in line
+    assert "|thread>" in line
 
 
 def test_list_with_query(slack, db):
@@ -82,7 +83,7 @@ def test_list_with_query(slack, db):
     urgent = make_task(2, criticality="critical", assigned_to=STRANGER)
     make_task(3, criticality="low")
 
-    reply = slack.reply("list criticality:critical OR subject:\"Subject 1\"")
+    reply = slack.reply('list criticality:critical OR subject:"Subject 1"')
     slack.finish()
 
     assert task_ids(reply) == [urgent.id, 1]
@@ -120,7 +121,9 @@ def test_list_with_invalid_query(slack, db, query):
 
 
 def test_list_escapes_subject_markup(slack, db):
-    make_task(1, subject="<!channel> & <http://evil.example|click>", assigned_to=CREATOR)
+    make_task(
+        1, subject="<!channel> & <http://evil.example|click>", assigned_to=CREATOR
+    )
 
     reply = slack.reply("list")
     slack.finish()
@@ -133,8 +136,13 @@ def test_show_task_with_events_and_reminders(slack, db):
     task = make_task(1, assigned_to=ASSIGNEE, criticality="high")
     tasks.update_task(actor(ASSIGNEE), task.id, {"status": "fixed"})
     Delivery.create(
-        task=task, kind="reminder", recipient=ASSIGNEE, status="failed",
-        attempts=3, error="SMTP 451", scheduled_at=START,
+        task=task,
+        kind="reminder",
+        recipient=ASSIGNEE,
+        status="failed",
+        attempts=3,
+        error="SMTP 451",
+        scheduled_at=START,
     )
 
     reply = slack.reply(f"show {task.id}", STRANGER_ID)
@@ -173,7 +181,8 @@ def test_fixed_and_open_by_assignee(slack, db):
     assert reopened["text"] == f"Task #{task.id} now has status open."
     assert Task.get_by_id(task.id).status == "open"
     events = list(
-        Event.select().where(Event.task == task.id, Event.field == "status")
+        Event.select()
+        .where(Event.task == task.id, Event.field == "status")
         .order_by(Event.id)
     )
     assert [(e.new_value, e.actor, e.channel) for e in events] == [
@@ -206,8 +215,7 @@ def test_close_by_non_creator_rejected(slack, db):
 
     assert reply["response_type"] == "ephemeral"
     assert reply["text"] == (
-        f"Only {CREATOR}, who created this task, can close it.\n"
-        "Use: `/task close ID`"
+        f"Only {CREATOR}, who created this task, can close it.\nUse: `/task close ID`"
     )
     assert Task.get_by_id(task.id).status == "open"
     assert announcements(slack) == []
@@ -232,7 +240,10 @@ def test_same_value_changes_nothing(slack, db):
     reply = slack.reply(f"crit {task.id} high")
     slack.finish()
 
-    assert reply["text"] == f"Task #{task.id} already has criticality high; nothing changed."
+    assert (
+        reply["text"]
+        == f"Task #{task.id} already has criticality high; nothing changed."
+    )
     assert Task.get_by_id(task.id).version == 1
     assert announcements(slack) == []
 
@@ -326,9 +337,21 @@ def test_ack_sent_before_slow_work(slack, db):
         ("crit 1 high now", "crit ID LEVEL", "but 3 arguments were given"),
         ("assign", "assign ID @user-or-email", "assign takes a task id and one more"),
         ("assign 1", "assign ID @user-or-email", "but 1 arguments were given"),
-        ("assign 1 @alex", "assign ID @user-or-email", "'@alex' is neither a Slack mention"),
-        ("assign 1 alex", "assign ID @user-or-email", "neither a Slack mention nor an email"),
-        ("assign one a@example.com", "assign ID @user-or-email", "'one' is not a task id"),
+        (
+            "assign 1 @alex",
+            "assign ID @user-or-email",
+            "'@alex' is neither a Slack mention",
+        ),
+        (
+            "assign 1 alex",
+            "assign ID @user-or-email",
+            "neither a Slack mention nor an email",
+        ),
+        (
+            "assign one a@example.com",
+            "assign ID @user-or-email",
+            "'one' is not a task id",
+        ),
     ],
 )
 def test_malformed_command_reported_in_ack(slack, db, text, form, message):

@@ -14,7 +14,9 @@ from tests.slack.conftest import ASSIGNEE_ID, CREATOR_ID, STRANGER_ID
 
 @pytest.fixture
 def task(db):
-    return tasks.create_task(actor(CREATOR), {"thread_id": "t-1", "subject": "VPN down"})
+    return tasks.create_task(
+        actor(CREATOR), {"thread_id": "t-1", "subject": "VPN down"}
+    )
 
 
 def test_api_assignment_sends_direct_message(slack, task):

@@ -15,18 +15,32 @@ from tests.slack.conftest import slack_user
         ("", Command("help")),
         ("  Help  ", Command("help")),
         ("list", Command("list")),
-        ("LIST  status:open   criticality:high ", Command("list", query="status:open   criticality:high")),
+        (
+            "LIST  status:open   criticality:high ",
+            Command("list", query="status:open   criticality:high"),
+        ),
         ("show 7", Command("show", task_id=7)),
         ("show #7", Command("show", task_id=7)),
         ("fixed 12", Command("fixed", task_id=12)),
         ("open 12", Command("open", task_id=12)),
         ("close 12", Command("close", task_id=12)),
         ("crit 3 Critical", Command("crit", task_id=3, level="critical")),
-        ("assign 3 me", Command("assign", task_id=3, assignee=Assignee(is_caller=True))),
-        ("assign 3 <@W0ABC|ann>", Command("assign", task_id=3, assignee=Assignee(slack_user_id="W0ABC"))),
-        ("assign 3 <mailto:Ann@Example.com|Ann@Example.com>",
-         Command("assign", task_id=3, assignee=Assignee(email="ann@example.com"))),
-        ("assign 3 ann@example.com", Command("assign", task_id=3, assignee=Assignee(email="ann@example.com"))),
+        (
+            "assign 3 me",
+            Command("assign", task_id=3, assignee=Assignee(is_caller=True)),
+        ),
+        (
+            "assign 3 <@W0ABC|ann>",
+            Command("assign", task_id=3, assignee=Assignee(slack_user_id="W0ABC")),
+        ),
+        (
+            "assign 3 <mailto:Ann@Example.com|Ann@Example.com>",
+            Command("assign", task_id=3, assignee=Assignee(email="ann@example.com")),
+        ),
+        (
+            "assign 3 ann@example.com",
+            Command("assign", task_id=3, assignee=Assignee(email="ann@example.com")),
+        ),
     ],
 )
 def test_parse_valid(text, expected):
@@ -69,7 +83,9 @@ def test_identity_rejects_unconfirmed_email():
 
 
 def test_identity_rejects_deactivated_user():
-    identity = identity_from_user("U1", slack_user("U1", "ann@example.com", deleted=True))
+    identity = identity_from_user(
+        "U1", slack_user("U1", "ann@example.com", deleted=True)
+    )
 
     assert identity.email == ""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from freezegun import freeze_time
@@ -35,7 +35,11 @@ def task(db):
 
 
 def status_events(task_id: int) -> int:
-    return Event.select().where((Event.task == task_id) & (Event.field == "status")).count()
+    return (
+        Event.select()
+        .where((Event.task == task_id) & (Event.field == "status"))
+        .count()
+    )
 
 
 def test_bad_signature_rejected(slack, task):
@@ -96,16 +100,20 @@ def test_stale_timestamp_rejected(slack, task):
 def test_documented_signed_request_accepted(make_settings, slack_settings, slack_api):
     from wsgi import create_app
 
-    recorded = json.loads((SLACK_CORPUS / "slash-command.signed-request.json").read_text())
-    settings = make_settings(**{
-        **slack_settings,
-        "slack_signing_secret": recorded["signing_secret"],
-        "slack_command": "/webhook-collect",
-    })
+    recorded = json.loads(
+        (SLACK_CORPUS / "slash-command.signed-request.json").read_text()
+    )
+    settings = make_settings(
+        **{
+            **slack_settings,
+            "slack_signing_secret": recorded["signing_secret"],
+            "slack_command": "/webhook-collect",
+        }
+    )
     flask_app = create_app(settings)
     signed_at = int(recorded["headers"]["X-Slack-Request-Timestamp"])
 
-    with freeze_time(datetime.fromtimestamp(signed_at + 10, timezone.utc)):
+    with freeze_time(datetime.fromtimestamp(signed_at + 10, UTC)):
         response = flask_app.test_client().post(
             "/slack/events",
             data=recorded["body"],
@@ -127,8 +135,9 @@ def test_retry_of_applied_command_ignored(slack, task):
     original = slack.post(body)
     slack.server.wait_for(f"/respond/{slack.sent}")
 
-    retried = slack.post(body, headers={"X-Slack-Retry-Num": "1",
-                                        "X-Slack-Retry-Reason": "http_timeout"})
+    retried = slack.post(
+        body, headers={"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"}
+    )
     slack.finish()
 
     assert "now has status fixed" in first["text"]
