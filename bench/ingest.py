@@ -99,10 +99,7 @@ def run(workdir: Path, count: int) -> None:
         f"ingest into SQLite:  {ingest_rate:8.0f} messages/s ({ingest_seconds:.2f} s)"
     )
     print(f"ingest / parse-only: {ingest_rate / parse_rate:8.0%} (goal: at least 40%)")
-    print(
-        f"resident memory:     first {sampler.first_mb:.1f} MB, max {sampler.max_mb:.1f} MB, "
-        f"last {sampler.last_mb:.1f} MB over {len(sampler.samples)} samples"
-    )
+    print(f"resident memory:     {sampler.describe()}")
 
 
 def time_parse_only(files: list[Path]) -> float:
@@ -188,17 +185,16 @@ class RssSampler:
             resident_pages = int(handle.read().split()[1])
         self.samples.append(resident_pages * self._page / 1e6)
 
-    @property
-    def first_mb(self) -> float:
-        return self.samples[0]
-
-    @property
-    def last_mb(self) -> float:
-        return self.samples[-1]
-
-    @property
-    def max_mb(self) -> float:
-        return max(self.samples)
+    def describe(self) -> str:
+        """Summarise the samples: the value at each tenth of the run, and the max."""
+        count = len(self.samples)
+        tenths = [
+            self.samples[min(count - 1, count * step // 10)] for step in range(11)
+        ]
+        points = " ".join(f"{value:.0f}" for value in tenths)
+        return (
+            f"{points} MB at each tenth of the ingest; max {max(self.samples):.1f} MB"
+        )
 
 
 if __name__ == "__main__":

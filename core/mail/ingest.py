@@ -159,6 +159,8 @@ def _record(
 
     Two pollers that both got past ``_row_for`` meet here: the second insert
     fails, and its whole transaction, task change included, is rolled back.
+    NOTE: core.tasks sends ``task_changed`` before this transaction commits,
+    so in that race a subscriber hears of a change that is then rolled back.
     """
     try:
         MailMessage.insert(

@@ -157,12 +157,13 @@ def parse_message(raw: bytes) -> ParsedMessage:
         has_message_id=bool(own_id),
         sender=sender,
         sender_name=sender_name,
-        subject=" ".join(header_text(message, "Subject").split()),
+        subject=" ".join(header_text(message, "Subject").replace("\0", "").split()),
         to=_addresses(message, "To"),
         cc=_addresses(message, "Cc"),
         in_reply_to=_all_ids(header_text(message, "In-Reply-To")),
         references=_all_ids(header_text(message, "References")),
-        html=html_body,
+        # PostgreSQL text cannot contain NUL, and no mail client means one.
+        html=html_body.replace("\0", ""),
         attachments=list(attachments_of(message, (html_part, text_part))),
     )
 

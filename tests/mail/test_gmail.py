@@ -136,6 +136,26 @@ def test_full_sync_without_cursor(db, settings):
     )
 
 
+def test_gmail_tasks_listed_by_api(db, settings, client, as_creator):
+    mailbox, _ = gmail_mailbox(
+        settings,
+        [
+            ok({"historyId": "7"}),
+            ok({"messages": [{"id": "m1", "threadId": "t1"}]}),
+            raw_message("m1", "t1", FIRST),
+        ],
+    )
+    poll_mailbox_once(settings, mailbox=mailbox)
+
+    response = client.get("/tasks", headers=as_creator)
+
+    assert response.status_code == 200
+    [task] = response.get_json()["tasks"]
+    assert task["thread_id"] == "t1"
+    assert task["subject"] == "VPN drops every hour"
+    assert task["assigned_to"] == ASSIGNEE
+
+
 def test_full_sync_is_bounded(db, make_settings, app):
     settings = make_settings(gmail_full_sync_limit=1)
     mailbox, http = gmail_mailbox(

@@ -108,6 +108,17 @@ def test_empty_html_part_uses_text(db, settings, maildir):
     assert "The text part says it all." in Task.get().html
 
 
+def test_nul_bytes_are_dropped(db, settings, maildir):
+    raw = make_email(subject="Disk\0 full", body="see\0 attached")
+
+    maildir.drop(raw)
+    poll(settings)
+
+    task = Task.get()
+    assert task.subject == "Disk full"
+    assert "see attached" in task.html
+
+
 def test_html_part_is_sanitized(db, settings, maildir):
     html = '<p onclick="steal()">Hi <b>team</b></p><script>steal()</script>'
 
