@@ -30,8 +30,12 @@ class MaildirMailbox(Mailbox):
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        # Creates new/, cur/ and tmp/ when the folder does not exist yet.
+        # Creates the folder with new/, cur/ and tmp/ when it does not exist.
         self.maildir = mailbox.Maildir(self.path, factory=None, create=True)
+        # mailbox.Maildir leaves an existing folder as it is, and someone
+        # who made only new/ by hand would have no cur/ to move mail into.
+        for subfolder in ("new", "cur", "tmp"):
+            (self.path / subfolder).mkdir(mode=0o700, exist_ok=True)
 
     def messages(self) -> Iterator[IncomingMessage]:
         for name in self._new_names():

@@ -46,6 +46,19 @@ def test_new_thread_creates_task(db, settings, maildir):
     assert row.direction == "in"
 
 
+def test_maildir_made_by_hand_works(db, settings):
+    new = settings.resolved_maildir / "new"
+    new.mkdir(parents=True)
+    (new / "printer.eml").write_bytes(make_email())
+
+    handled = poll(settings)
+
+    assert handled == 1
+    assert Task.select().count() == 1
+    assert list(new.iterdir()) == []
+    assert (settings.resolved_maildir / "cur" / "printer.eml:2,S").exists()
+
+
 def test_new_thread_event_names_mail_channel(db, settings, maildir):
     maildir.drop(make_email())
 
