@@ -81,8 +81,11 @@ def start_assignment_notices(
     """Send Slack direct messages for assignments made in this process.
 
     The web app calls this from init_app. A process that changes tasks without
-    building the app, such as the mail poller in the clock, calls it at start.
-    Returns the notifier, or None when Slack or the notices are off.
+    building the app calls it at start. Returns the notifier, or None when
+    Slack or the notices are off.
+
+    NOTE: the clock process, whose mail poller assigns tasks from incoming
+    mail, does not call this yet, so those assignments send no message.
     """
     notifier = None
     if check_settings(settings) and settings.slack_notify_assignee:

@@ -95,7 +95,10 @@ class AssignmentNotifier:
         return True
 
     def shutdown(self) -> None:
-        """Wait for queued messages to be sent, then stop the thread."""
+        """Stop receiving changes, send the queued messages, then stop the thread."""
+        global _notifier
+        if _notifier is self:
+            _notifier = None
         self.executor.shutdown(wait=True)
 
 

@@ -124,3 +124,13 @@ def test_notices_off_without_slack(make_settings):
 
     assert start_assignment_notices(make_settings()) is None
     assert start_assignment_notices(make_settings(slack_notify_assignee=True)) is None
+
+
+def test_shutdown_stops_notices(slack, task, caplog):
+    slack.finish()
+
+    with caplog.at_level(logging.ERROR, logger="bot.notify"):
+        tasks.update_task(actor(CREATOR), task.id, {"assigned_to": ASSIGNEE})
+
+    assert slack.server.calls("/api/users.lookupByEmail") == []
+    assert caplog.text == ""
