@@ -49,9 +49,12 @@ class MaildirMailbox(Mailbox):
     def acknowledge(self, message: IncomingMessage) -> None:
         name = message.source_id
         target = name if ":2," in name else name + SEEN_INFO
+        source = self.path / "new" / name
         try:
-            os.replace(self.path / "new" / name, self.path / "cur" / target)
+            os.replace(source, self.path / "cur" / target)
         except FileNotFoundError:
+            if source.exists():
+                raise
             logger.debug("maildir message %s was already moved to cur/", name)
 
     def _new_names(self) -> list[str]:

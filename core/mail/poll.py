@@ -9,6 +9,7 @@ import threading
 import uuid
 from datetime import timedelta
 
+import httplib2
 import peewee as pw
 from google.auth.exceptions import RefreshError
 from googleapiclient.errors import HttpError
@@ -86,8 +87,14 @@ def _poll(settings: Settings, mailbox: Mailbox, owner: str) -> int:
         logger.error("mail poll cannot start: %s", exc)
     except HttpError as exc:
         logger.error(
-            "gmail request failed after retries: %s; the cursor stays where it was "
-            "and the next poll tries again",
+            "gmail request failed: %s; the cursor stays where it was and the next "
+            "poll tries again",
+            exc,
+        )
+    except (OSError, httplib2.HttpLib2Error) as exc:
+        logger.error(
+            "reading mail from %s failed: %s; the next poll tries again",
+            mailbox.source,
             exc,
         )
     if handled:
