@@ -37,11 +37,12 @@ REMINDER_KINDS = tuple(KIND_BY_STATUS.values())
 ASSIGNED = "assigned"
 
 UNFINISHED = ("pending", "queued", "sending")
+NO_RECIPIENT = "The task has no assignee and TRIAGE_EMAIL is not set."
 IN_FLIGHT = ("queued", "sending")
 
-# Tasks handled per query by the tick, and deliveries moved to the queue per
-# query; both bound the memory a tick needs whatever the table size.
-BATCH_SIZE = 500
+# Tasks handled per statement by the tick, and deliveries moved to the queue
+# per query; both bound the work of one statement whatever the table size.
+BATCH_SIZE = 1000
 
 # Seconds before the next try after a transient failure, by attempt number;
 # the last value repeats.
@@ -70,135 +71,144 @@ class DeliveryAttempt(BaseModel):
 class TickResult:
     """What one pass of ``enqueue_due_reminders`` did."""
 
+    # Tasks whose schedule was advanced, and delivery rows created for them
+    # (including rows recorded as skipped because nobody can receive them).
     due: int = 0
     created: int = 0
-    skipped: int = 0
-    already_waiting: int = 0
 
 
 def enqueue_due_reminders(
     now: datetime | None = None, *, batch_size: int = BATCH_SIZE
 ) -> TickResult:
-    """Create one pending reminder per due task and advance its schedule.
+    """Create one reminder per due task and advance each task's schedule.
 
     Due tasks come from one indexed query on ``Task.next_reminder_at``, in
-    batches. A task whose reminder of the same kind is still unfinished gets
-    no second one, so the queue stays bounded while the sender is down; its
-    schedule still advances.
+    batches that the database handles without loading rows into Python. A
+    task whose reminder of the same kind is still unfinished gets no second
+    one, so the queue stays bounded while the sender is down; the unique
+    index ``delivery_one_unfinished_reminder`` enforces this even for two
+    clocks ticking at once. The schedule advances either way.
     """
     now = now or utcnow()
     settings = get_settings()
     result = TickResult()
     while True:
-        rows = list(
-            Task.due(now)
-            .select(
-                Task.id,
-                Task.status,
-                Task.criticality,
-                Task.assigned_to,
-                Task.creator_email,
-            )
+        batch = (
+            Task.select(Task.id)
+            .where(Task.next_reminder_at <= now)
+            .order_by(Task.next_reminder_at, Task.id)
             .limit(batch_size)
-            .tuples()
         )
-        if not rows:
-            break
-
         with database.atomic():
-            advanced = _advance_schedule(rows, now, settings)
-            _create_reminders(rows, advanced, now, settings, result)
-        result.due += len(advanced)
-
-        # A batch in which no row changed would be selected again forever.
-        if len(rows) < batch_size or not advanced:
+            created = (
+                Delivery.insert_from(
+                    _reminder_rows(batch, now, settings), REMINDER_COLUMNS
+                )
+                .on_conflict_ignore()
+                .as_rowcount()
+                .execute()
+            )
+            advanced = (
+                Task.update(next_reminder_at=_next_reminder_at(now, settings))
+                .where(Task.id.in_(batch) & _has_reminder_or_needs_none(now))
+                .execute()
+            )
+        result.created += created
+        result.due += advanced
+        if advanced < batch_size:
             break
 
     logger.info(
-        "tick at %s: %d due, %d reminders created, %d skipped, %d already waiting",
+        "tick at %s: %d tasks due, %d reminders created",
         isoformat(now),
         result.due,
         result.created,
-        result.skipped,
-        result.already_waiting,
     )
     return result
 
 
-def _advance_schedule(rows: list[tuple], now: datetime, settings: Settings) -> set[int]:
-    """Move each task's next reminder one interval past ``now``.
+REMINDER_COLUMNS = [
+    Delivery.task,
+    Delivery.kind,
+    Delivery.recipient,
+    Delivery.status,
+    Delivery.error,
+    Delivery.attempts,
+    Delivery.provider_message_id,
+    Delivery.scheduled_at,
+    Delivery.created_at,
+    Delivery.updated_at,
+]
 
-    Returns the ids this process advanced. The ``next_reminder_at <= now``
-    condition makes a second clock that selected the same rows get nothing
-    back, so only one of them creates the reminders.
+
+def _reminder_rows(batch: pw.Query, now: datetime, settings: Settings) -> pw.Query:
+    """Select one reminder row per open or fixed task of ``batch``.
+
+    The rows are built by the database, in an INSERT ... SELECT, because
+    passing a thousand rows through Python costs many times the tick's own
+    query. The CASE expressions apply the rules of ``resolve_recipient``.
     """
-    groups: dict[str | None, list[int]] = {}
-    for task_id, status, criticality, *_ in rows:
-        key = None if status not in KIND_BY_STATUS else criticality
-        groups.setdefault(key, []).append(task_id)
-
-    advanced: set[int] = set()
-    for criticality, ids in groups.items():
-        next_at = None if criticality is None else now + settings.intervals[criticality]
-        query = (
-            Task.update(next_reminder_at=next_at)
-            .where(Task.id.in_(ids) & (Task.next_reminder_at <= now))
-            .returning(Task.id)
-        )
-        changed = {row.id for row in query.execute()}
-        if criticality is not None:
-            advanced |= changed
-    return advanced
-
-
-def _create_reminders(
-    rows: list[tuple],
-    advanced: set[int],
-    now: datetime,
-    settings: Settings,
-    result: TickResult,
-) -> None:
-    if not advanced:
-        return
-
-    waiting = set(
-        Delivery.select(Delivery.task, Delivery.kind)
-        .where(
-            Delivery.task.in_(list(advanced))
-            & Delivery.kind.in_(REMINDER_KINDS)
-            & Delivery.status.in_(UNFINISHED)
-        )
-        .tuples()
+    triage = settings.triage_email.strip().lower()
+    kind = pw.Case(Task.status, list(KIND_BY_STATUS.items()))
+    recipient = pw.Case(
+        None,
+        [
+            (Task.status == "fixed", Task.creator_email),
+            (Task.assigned_to != "", Task.assigned_to),
+        ],
+        triage,
     )
-    new_rows = []
-    for task_id, status, _, assigned_to, creator_email in rows:
-        kind = KIND_BY_STATUS.get(status)
-        if task_id not in advanced or kind is None:
-            continue
-        if (task_id, kind) in waiting:
-            result.already_waiting += 1
-            continue
-        recipient, reason = resolve_recipient(
-            kind, assigned_to, creator_email, settings
-        )
-        new_rows.append(
-            {
-                "task": task_id,
-                "kind": kind,
-                "recipient": recipient,
-                "status": "skipped" if reason else "pending",
-                "error": reason,
-                "scheduled_at": now,
-                "created_at": now,
-                "updated_at": now,
-            }
-        )
-        if reason:
-            result.skipped += 1
-        else:
-            result.created += 1
-    if new_rows:
-        Delivery.insert_many(new_rows).execute()
+    if triage:
+        status, error = pw.Value("pending"), pw.Value("")
+    else:
+        nobody = (Task.status == "open") & (Task.assigned_to == "")
+        status = pw.Case(None, [(nobody, "skipped")], "pending")
+        error = pw.Case(None, [(nobody, NO_RECIPIENT)], "")
+    moment = Delivery.scheduled_at.to_value(now)
+    return Task.select(
+        Task.id,
+        kind,
+        recipient,
+        status,
+        error,
+        pw.Value(0),
+        pw.Value(""),
+        moment,
+        moment,
+        moment,
+    ).where(Task.id.in_(batch) & Task.status.in_(list(KIND_BY_STATUS)))
+
+
+def _has_reminder_or_needs_none(now: datetime) -> pw.Expression:
+    """Match tasks of the batch whose reminder row now exists, or closed ones.
+
+    On PostgreSQL a second clock's INSERT can wait for the first clock's
+    commit and then find nothing to insert, while its UPDATE sees a newer
+    batch; without this condition it would advance tasks that got no reminder.
+    """
+    reminder = Delivery.select(pw.Value(1)).where(
+        (Delivery.task == Task.id)
+        & (Delivery.kind == pw.Case(Task.status, list(KIND_BY_STATUS.items())))
+        & (Delivery.status.in_(UNFINISHED) | (Delivery.scheduled_at == now))
+    )
+    return Task.status.not_in(list(KIND_BY_STATUS)) | pw.fn.EXISTS(reminder)
+
+
+def _next_reminder_at(now: datetime, settings: Settings) -> pw.Node:
+    """Return the SQL for "one interval of the task's criticality after now".
+
+    Closed tasks get NULL, so they leave the due index for good.
+    """
+    to_value = Task.next_reminder_at.to_value
+    by_criticality = [
+        (criticality, to_value(now + interval))
+        for criticality, interval in settings.intervals.items()
+    ]
+    return pw.Case(
+        None,
+        [(Task.status == "closed", None)],
+        pw.Case(Task.criticality, by_criticality),
+    )
 
 
 def resolve_recipient(
@@ -211,7 +221,7 @@ def resolve_recipient(
         return assigned_to, ""
     if kind == "open_reminder" and settings.triage_email:
         return settings.triage_email.strip().lower(), ""
-    return "", "The task has no assignee and TRIAGE_EMAIL is not set."
+    return "", NO_RECIPIENT
 
 
 def queue_due_deliveries(
@@ -537,21 +547,21 @@ def _record_sent(
 
 
 def _record_outbound_message(delivery: Delivery, task: Task) -> None:
-    try:
-        with database.atomic():
-            MailMessage.create(
-                message_id=delivery.message_id,
-                task=task.id,
-                direction="out",
-                thread_id=task.thread_id,
-                outcome="sent",
-                sender=get_settings().mailbox_address,
-                subject=task.subject,
-            )
-    except pw.IntegrityError:
-        # The unique Message-ID: the mail reader saw this email in the
-        # mailbox and recorded it before the sender got here.
-        pass
+    # A conflict on the unique Message-ID means the mail reader saw this
+    # email in the mailbox and recorded it before the sender got here.
+    (
+        MailMessage.insert(
+            message_id=delivery.message_id,
+            task=task.id,
+            direction="out",
+            thread_id=task.thread_id,
+            outcome="sent",
+            sender=get_settings().mailbox_address,
+            subject=task.subject,
+        )
+        .on_conflict_ignore()
+        .execute()
+    )
 
 
 def _record_failure(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import threading
+import time
 from typing import Any
 
 from core.config import Settings, get_settings
@@ -21,6 +22,8 @@ from scheduler.runtime import install_stop_handlers, start
 
 logger = logging.getLogger(__name__)
 
+IDLE_RECONNECT_SECONDS = 60
+
 
 def build_handler(
     settings: Settings | None = None,
@@ -30,10 +33,23 @@ def build_handler(
     """Return a function that delivers one delivery id in its own connection."""
     settings = settings or get_settings()
     transport = transport or build_transport(settings, gmail_service)
+    last_used = 0.0
 
     def handle(delivery_id: int) -> str:
-        with database.connection_context():
+        nonlocal last_used
+        # One connection serves a run of deliveries; one left idle longer
+        # than a minute is replaced, because the server may have dropped it.
+        if time.monotonic() - last_used > IDLE_RECONNECT_SECONDS:
+            database.close()
+        database.connect(reuse_if_open=True)
+        try:
             return deliver(delivery_id, transport)
+        except Exception:
+            # A connection that failed mid-delivery is not trusted again.
+            database.close()
+            raise
+        finally:
+            last_used = time.monotonic()
 
     return handle
 

@@ -7,9 +7,14 @@ from datetime import timedelta
 from freezegun import freeze_time
 from playhouse.test_utils import count_queries
 
-from core.config import use_settings
+from core.config import get_settings, use_settings
 from core.models import Delivery, Task
-from core.reminders import _advance_schedule, enqueue_due_reminders
+from core.reminders import (
+    REMINDER_COLUMNS,
+    _has_reminder_or_needs_none,
+    _reminder_rows,
+    enqueue_due_reminders,
+)
 from core.tasks import update_task
 from tests.conftest import ASSIGNEE, CREATOR, actor
 from tests.reminders.conftest import START, make_task
@@ -105,7 +110,7 @@ def test_unassigned_without_triage_is_skipped(db):
     result = enqueue_due_reminders(START + timedelta(hours=1))
 
     [reminder] = reminders_of(task)
-    assert result.skipped == 1
+    assert result.created == 1
     assert reminder.status == "skipped"
     assert reminder.recipient == ""
     assert "TRIAGE_EMAIL" in reminder.error
@@ -121,22 +126,37 @@ def test_waiting_reminder_not_created_again(db):
     assert Task.get_by_id(task.id).next_reminder_at == START + timedelta(minutes=150)
 
 
-def test_second_clock_with_same_rows_creates_nothing(db, settings):
-    make_task(criticality="high")
+def test_two_clocks_create_one_reminder(db):
+    task = make_task(criticality="high")
     now = START + timedelta(hours=1)
-    rows = list(
-        Task.due(now)
-        .select(
-            Task.id, Task.status, Task.criticality, Task.assigned_to, Task.creator_email
-        )
-        .tuples()
+    settings = get_settings()
+    batch = Task.select(Task.id).where(Task.next_reminder_at <= now)
+
+    # Both clocks insert before either advances the schedule.
+    inserted = [
+        Delivery.insert_from(_reminder_rows(batch, now, settings), REMINDER_COLUMNS)
+        .on_conflict_ignore()
+        .as_rowcount()
+        .execute()
+        for _ in range(2)
+    ]
+    enqueue_due_reminders(now)
+
+    assert inserted == [1, 0]
+    assert len(reminders_of(task)) == 1
+
+
+def test_unreminded_task_is_not_advanced(db):
+    task = make_task(criticality="high")
+    now = START + timedelta(hours=1)
+
+    changed = (
+        Task.update(next_reminder_at=None)
+        .where((Task.id == task.id) & _has_reminder_or_needs_none(now))
+        .execute()
     )
 
-    first = _advance_schedule(rows, now, settings)
-    second = _advance_schedule(rows, now, settings)
-
-    assert len(first) == 1
-    assert second == set()
+    assert changed == 0
 
 
 def test_tick_works_in_batches(db):
