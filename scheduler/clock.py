@@ -24,7 +24,7 @@ from core.reminders import (
     in_flight_delivery_ids,
     queue_due_deliveries,
 )
-from core.timeutil import utcnow
+from core.timeutil import parse_utc, utcnow
 from scheduler.queue import ReminderQueue, open_queue
 from scheduler.runtime import install_stop_handlers, start
 
@@ -87,10 +87,12 @@ def run_job(name: str, job: Callable[[], object]) -> bool:
     return True
 
 
-def jobs_for(queue: ReminderQueue) -> dict[str, Callable[[], object]]:
+def jobs_for(
+    queue: ReminderQueue, now: datetime | None = None
+) -> dict[str, Callable[[], object]]:
     return {
-        "reminder-tick": lambda: tick(queue),
-        "dispatch": lambda: dispatch(queue),
+        "reminder-tick": lambda: tick(queue, now),
+        "dispatch": lambda: dispatch(queue, now),
         "mail-poll": poll_mail,
     }
 
@@ -108,9 +110,12 @@ def build_scheduler(settings: Settings, queue: ReminderQueue) -> schedule.Schedu
     return scheduler
 
 
-def run_once(queue: ReminderQueue) -> bool:
-    """Run every job once, in order; return False if any failed."""
-    results = [run_job(name, job) for name, job in jobs_for(queue).items()]
+def run_once(queue: ReminderQueue, now: datetime | None = None) -> bool:
+    """Run every job once, in order; return False if any failed.
+
+    ``now`` replaces the current time for the reminder jobs only.
+    """
+    results = [run_job(name, job) for name, job in jobs_for(queue, now).items()]
     return all(results)
 
 
@@ -136,7 +141,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--once", action="store_true", help="run every job once and exit"
     )
+    parser.add_argument(
+        "--now",
+        type=parse_utc,
+        help="with --once: the UTC time the reminder jobs take as now, "
+        "for example 2026-03-02T09:30:00Z, to try out reminders that are "
+        "not due yet",
+    )
     args = parser.parse_args(argv)
+    if args.now and not args.once:
+        parser.error("--now works only together with --once")
 
     stop = threading.Event()
     install_stop_handlers(stop)
@@ -145,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     queue = open_queue(settings, consumer=False)
     try:
         if args.once:
-            return 0 if run_once(queue) else 1
+            return 0 if run_once(queue, args.now) else 1
         run_forever(settings, queue, stop)
     finally:
         queue.close()

@@ -181,3 +181,22 @@ def test_bad_settings_stop_start_up(settings):
 
     assert result.returncode == 2
     assert "TRIAGE_EMAIL='not an address' is not an email address" in result.stderr
+
+
+def test_clock_once_takes_injected_time(db, settings, outbox):
+    task = make_task(now=utcnow(), criticality="medium")
+    later = (utcnow() + timedelta(days=1, minutes=1)).isoformat() + "Z"
+    env = process_env(settings)
+
+    subprocess.run(
+        [sys.executable, "-m", "scheduler.clock", "--once", "--now", later],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        timeout=120,
+    )
+
+    reminder = Delivery.get(
+        (Delivery.task == task.id) & (Delivery.kind == "open_reminder")
+    )
+    assert reminder.status == "queued"
