@@ -109,11 +109,23 @@ def _store(
     if verdict.kind == BOUNCE:
         outcome = _handle_bounce(parsed, verdict, now)
     elif not verdict.makes_task:
-        outcome = Outcome(IGNORED, parsed.message_id, verdict.reason)
+        outcome = _ignore_in_thread(parsed, verdict)
     else:
         outcome = _handle_person(parsed, incoming, settings, now)
     _record(parsed, incoming, source_id, outcome, now)
     return outcome
+
+
+def _ignore_in_thread(parsed: ParsedMessage, verdict: Verdict) -> Outcome:
+    """Ignore a machine's message, noting the task of the thread it answers.
+
+    Linking the row lets a later reply that names only this message (say, an
+    answer to an out-of-office notice) still find the task.
+    """
+    task = _task_for_ids(parsed.reply_ids)
+    if task is None:
+        return Outcome(IGNORED, parsed.message_id, verdict.reason)
+    return Outcome(IGNORED, parsed.message_id, verdict.reason, task.id, task.thread_id)
 
 
 _OWN_REASON = "sent by threadtask (its Message-ID was recorded when it was sent)"

@@ -365,6 +365,36 @@ def test_out_of_office_reply_to_reminder_ignored(db, settings, maildir):
     row = MailMessage.get(MailMessage.sender == ASSIGNEE)
     assert row.outcome == "ignored"
     assert "Auto-Submitted" in row.reason
+    assert row.task_id == task.id
+
+
+def test_reply_to_auto_reply_joins_task(db, settings, maildir):
+    task, _ = reminder_task(settings, maildir)
+    maildir.drop(
+        make_email(
+            sender=ASSIGNEE,
+            to=MAILBOX,
+            subject="Automatic reply: Reminder",
+            message_id="<ooo@mail.example.com>",
+            in_reply_to="<reminder-1@threadtask.example.com>",
+            headers={"X-Autoreply": "yes"},
+        )
+    )
+    poll(settings)
+
+    maildir.drop(
+        make_email(
+            sender="dana@example.com",
+            subject="Who covers for Alex?",
+            message_id="<cover@client.example.com>",
+            in_reply_to="<ooo@mail.example.com>",
+            references="<ooo@mail.example.com>",
+        )
+    )
+    poll(settings)
+
+    assert Task.select().count() == 1
+    assert Task.get_by_id(task.id).latest_message_id == "<cover@client.example.com>"
 
 
 def test_vacation_by_subject_only_ignored(db, settings, maildir):
