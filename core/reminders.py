@@ -321,11 +321,13 @@ def skip_reason(
 
     interval = settings.intervals[task.criticality]
     if task.last_reminder_at is not None:
-        since = now - task.last_reminder_at
+        # Measured to when this reminder fell due, not to the send, so a
+        # reminder that waited in the queue is not held against the next.
+        since = delivery.scheduled_at - task.last_reminder_at
         if since < interval - _send_delay_allowance(settings):
             return (
                 f"The last reminder went out at {isoformat(task.last_reminder_at)}, "
-                f"less than the interval of {interval} ago."
+                f"less than the interval of {interval} before this one was due."
             )
 
     _, reason = _current_recipient(task, delivery, settings)

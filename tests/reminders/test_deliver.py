@@ -150,7 +150,9 @@ def test_recent_reminder_skips_the_next(db, outbox):
     outcome = deliver(delivery.id, outbox, now=DUE)
 
     assert outcome == "skipped"
-    assert "less than the interval" in Delivery.get_by_id(delivery.id).error
+    assert "less than the interval of 1:00:00 before" in (
+        Delivery.get_by_id(delivery.id).error
+    )
 
 
 def test_same_delivery_twice_sends_once(db, outbox):
