@@ -1,9 +1,10 @@
 """Store one incoming email: create or update its task, or record why not.
 
-Each message is handled in one transaction that starts by inserting its
-MailMessage row. The unique index on Message-ID makes the second attempt at
-the same message (a re-poll, a crash before the source was acknowledged, two
-pollers) fail on that insert, so nothing is created or updated twice.
+Each message is handled in one transaction. It first looks for the
+message's MailMessage row and stops if there is one, and it ends by
+inserting that row. The unique index on Message-ID makes a second attempt
+at the same message (a re-poll, a crash before the source was acknowledged,
+two pollers) stop or roll back, so nothing is created or updated twice.
 """
 
 from __future__ import annotations
@@ -79,9 +80,9 @@ def ingest_message(
     try:
         parsed = parse_message(incoming.raw)
     except Exception as exc:  # noqa: BLE001 - any parser failure quarantines
-        logger.debug("parse failed", exc_info=True)
         error = f"Parsing failed: {exc!r}"
-        return quarantine(incoming, error, peek_message_id(incoming.raw), settings, now)
+        message_id = peek_message_id(incoming.raw)
+        return quarantine(incoming, error, message_id, settings, now, exc)
 
     try:
         with database.atomic():
@@ -90,9 +91,8 @@ def ingest_message(
         logger.debug("message %s was already handled", parsed.message_id)
         return Outcome(DUPLICATE, parsed.message_id, "already handled")
     except Exception as exc:  # noqa: BLE001 - one bad message must not stop the poll
-        logger.debug("storing failed", exc_info=True)
         error = f"Storing failed: {exc!r}"
-        return quarantine(incoming, error, parsed.message_id, settings, now)
+        return quarantine(incoming, error, parsed.message_id, settings, now, exc)
 
 
 def _store(
@@ -405,8 +405,12 @@ def quarantine(
     message_id: str,
     settings: Settings,
     now: datetime,
+    exc: BaseException | None = None,
 ) -> Outcome:
-    """Keep the raw bytes under DATA_DIR/quarantine and record the error."""
+    """Keep the raw bytes under DATA_DIR/quarantine and record the error.
+
+    ``exc``, when given, is logged with its traceback.
+    """
     message_id = message_id or generated_message_id(incoming.raw)
     path = _write_raw(settings.quarantine_dir, incoming, now)
     with database.atomic():
@@ -444,6 +448,7 @@ def quarantine(
         incoming.source_id,
         path,
         error,
+        exc_info=exc,
     )
     return Outcome(QUARANTINED, message_id, error)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from datetime import datetime
 
@@ -10,7 +11,9 @@ from freezegun import freeze_time
 
 from core import tasks
 from core.mail import poll_mailbox_once
+from core.db import database
 from core.mail.ingest import ingest_message
+from core.mail.mailbox import IncomingMessage
 from core.mail.models import QuarantinedMessage
 from core.mail.poll import LOCK_KEY
 from core.models import Delivery, Event, MailMessage, SyncState, Task
@@ -701,3 +704,27 @@ def dsn_bounce(
         + original
         + f"\r\n--{boundary}--\r\n".encode()
     )
+
+
+def test_two_pollers_same_message_once(db, settings):
+    raw = make_email(message_id="<race@client.example.com>")
+    incoming = IncomingMessage(source="maildir", source_id="race.eml", raw=raw)
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def run() -> None:
+        barrier.wait()
+        with database.connection_context():
+            outcomes.append(ingest_message(incoming, settings).outcome)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert sorted(outcomes) == ["created", "duplicate"]
+    assert Task.select().count() == 1
+    assert Task.get().version == 1
+    assert MailMessage.select().count() == 1
+    assert QuarantinedMessage.select().count() == 0
