@@ -9,7 +9,7 @@ directory, and each measurement sits beside its floor from the same run:
    delivery rows). Each is repeated and the median is reported; between
    tick runs the due tasks are made due again and their deliveries deleted.
    The table then grows (default to 1,000,000 tasks, still 1,000 due) and
-   the tick runs again; the peak Python memory of each tick (tracemalloc)
+   the tick runs again. The peak Python memory of each tick (tracemalloc)
    shows whether memory stays flat as the table grows.
 2. Delivery: N reminders (default 2,000) go through put, dequeue, reload,
    render, write to the outbox, record and ack, beside a bare persist-queue
@@ -228,7 +228,8 @@ def bench_delivery(settings, workdir: Path, count: int) -> None:
     queue.close()
     database.connect(reuse_if_open=True)
     sent = Delivery.select().where(Delivery.status == "sent").count()
-    assert handled == count and sent == count, (handled, sent)
+    assert handled == count, handled
+    assert sent == count, sent
 
     bare_rate = count / bare
     full_rate = count / full

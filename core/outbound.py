@@ -1,8 +1,8 @@
 """Outbound email transports: an outbox folder of .eml files, or the Gmail API.
 
 Both take a rendered ``EmailMessage`` and return a provider message id. Every
-failure is raised as ``DeliveryError``, whose ``permanent`` flag tells the
-sender whether trying again can help.
+failure is raised as ``DeliveryError``, whose ``permanent`` flag is True
+when trying again cannot help.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from core.config import Settings
 
 logger = logging.getLogger(__name__)
 
-# Gmail answers these with "try again later"; 403 counts only with these
-# reasons: https://developers.google.com/gmail/api/guides/handle-errors
+# Gmail returns these for "try again later". A 403 counts only with one of
+# these reasons: https://developers.google.com/gmail/api/guides/handle-errors
 TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 TRANSIENT_403_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded"})
 
@@ -50,8 +50,8 @@ class Outgoing:
 
 
 class Transport(Protocol):
-    # True when find_sent() answers exactly, so a resend after a crash can
-    # never duplicate an email.
+    # True when find_sent() is exact, so a resend after a crash can never
+    # duplicate an email.
     confirms_sends: bool
 
     def send(self, outgoing: Outgoing) -> str:

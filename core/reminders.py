@@ -41,7 +41,7 @@ NO_RECIPIENT = "The task has no assignee and TRIAGE_EMAIL is not set."
 IN_FLIGHT = ("queued", "sending")
 
 # Tasks handled per statement by the tick, and deliveries moved to the queue
-# per query; both bound the work of one statement whatever the table size.
+# per query. Both bound the work of one statement whatever the table size.
 BATCH_SIZE = 1000
 
 # Seconds before the next try after a transient failure, by attempt number;
@@ -69,10 +69,10 @@ class DeliveryAttempt(BaseModel):
 
 @dataclass
 class TickResult:
-    """What one pass of ``enqueue_due_reminders`` did."""
+    """Counts from one pass of ``enqueue_due_reminders``."""
 
     # Tasks whose schedule was advanced, and delivery rows created for them
-    # (including rows recorded as skipped because nobody can receive them).
+    # (including rows recorded as skipped because they have no recipient).
     due: int = 0
     created: int = 0
 
@@ -85,7 +85,7 @@ def enqueue_due_reminders(
     Due tasks come from one indexed query on ``Task.next_reminder_at``, in
     batches that the database handles without loading rows into Python. A
     task whose reminder of the same kind is still unfinished gets no second
-    one, so the queue stays bounded while the sender is down; the unique
+    one, so the queue stays bounded while the sender is down. The unique
     index ``delivery_one_unfinished_reminder`` enforces this even for two
     clocks ticking at once. The schedule advances either way.
     """
@@ -183,8 +183,8 @@ def _has_reminder_or_needs_none(now: datetime) -> pw.Expression:
     """Match tasks of the batch whose reminder row now exists, or closed ones.
 
     On PostgreSQL a second clock's INSERT can wait for the first clock's
-    commit and then find nothing to insert, while its UPDATE sees a newer
-    batch; without this condition it would advance tasks that got no reminder.
+    commit and then find nothing to insert, while its UPDATE selects a newer
+    batch. Without this condition it would advance tasks that got no reminder.
     """
     reminder = Delivery.select(pw.Value(1)).where(
         (Delivery.task == Task.id)
@@ -214,7 +214,7 @@ def _next_reminder_at(now: datetime, settings: Settings) -> pw.Node:
 def resolve_recipient(
     kind: str, assigned_to: str, creator_email: str, settings: Settings
 ) -> tuple[str, str]:
-    """Return ``(recipient, "")``, or ``("", reason)`` when there is nobody."""
+    """Return ``(recipient, "")``, or ``("", reason)`` without a recipient."""
     if kind == "fixed_reminder":
         return creator_email, ""
     if assigned_to:
@@ -335,9 +335,9 @@ def skip_reason(
 
 
 def _send_delay_allowance(settings: Settings) -> timedelta:
-    # Reminders are scheduled on tick boundaries but leave when the sender
-    # gets to them, so two on-time reminders can be a little less than one
-    # interval apart; half a tick of slack keeps those from being skipped.
+    # Reminders fall due on tick boundaries but leave when the sender gets to
+    # them, so two on-time reminders can be a little less than one interval
+    # apart. Half a tick of slack keeps the second from being skipped.
     return timedelta(minutes=settings.reminder_tick_minutes) / 2
 
 

@@ -32,7 +32,11 @@ def send_reminders() -> None:
 
 @click.command("deliver-reminders")
 def deliver_reminders() -> None:
-    """Send everything on the queue, then exit. Run no worker at the same time."""
+    """Send everything on the queue, then exit.
+
+    With the persist-queue (no REDIS_URL), run it only while no worker runs,
+    because one queue folder supports one consuming process.
+    """
     from scheduler.worker import run
 
     handled = run(current_app.config["SETTINGS"], burst=True, stop=threading.Event())

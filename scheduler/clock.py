@@ -45,7 +45,7 @@ def tick(queue: ReminderQueue, now: datetime | None = None) -> int:
     put = dispatch(queue, now)
 
     # A delivery that is queued or being sent but has no message waiting lost
-    # it (a wiped queue, a crashed worker); the queue skips ids it still has.
+    # it to a wiped queue or a crashed worker. The queue skips ids it still has.
     recovered = queue.enqueue(in_flight_delivery_ids())
     if recovered:
         logger.warning(

@@ -1,6 +1,6 @@
 """The reminder queue: delivery ids travel from the clock to the sender.
 
-Messages carry only a delivery id as JSON; the Delivery row holds
+Messages carry only a delivery id as JSON. The Delivery row contains
 everything else, so a lost or duplicated message costs nothing but a check.
 
 Two backends share one interface:
@@ -55,8 +55,8 @@ class ReminderQueue(ABC):
         """Call ``handle`` for each message and acknowledge it; return the count.
 
         A handler that raises is logged and its message acknowledged anyway,
-        so one bad delivery never blocks the ones behind it; the Delivery row
-        keeps it due and the next tick puts it back. With ``burst`` the call
+        so one bad delivery never blocks the ones behind it. The Delivery row
+        keeps it due, and the next tick puts it back. With ``burst`` the call
         returns once the queue is empty; otherwise it runs until ``stop``
         is set.
         """
@@ -80,7 +80,7 @@ class SQLiteReminderQueue(ReminderQueue):
         directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
         # Only the consumer may resume messages left unacknowledged by a
-        # process that died; a producer doing so would hand the consumer's
+        # process that died. A producer doing so would hand the consumer's
         # in-flight messages out a second time.
         self._queue = persistqueue.SQLiteAckQueue(
             str(directory),
@@ -155,7 +155,7 @@ class RQReminderQueue(ReminderQueue):
 
     Finished jobs are deleted at once (``result_ttl=0``), so a job id that
     still exists means a message is waiting, running or failed. A failed
-    job is replaced, because the Delivery row says the delivery is still due.
+    job is replaced, because the Delivery row shows the delivery is still due.
     """
 
     def __init__(
