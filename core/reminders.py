@@ -275,7 +275,13 @@ def deliver(
     """
     now = now or utcnow()
     settings = get_settings()
-    delivery = Delivery.get_or_none(Delivery.id == delivery_id)
+    # The delivery and its task, reloaded in one query.
+    delivery = (
+        Delivery.select(Delivery, Task)
+        .join(Task)
+        .where(Delivery.id == delivery_id)
+        .get_or_none()
+    )
     if delivery is None:
         logger.info("delivery %s no longer exists; its task was deleted", delivery_id)
         return "ignored"
@@ -283,7 +289,7 @@ def deliver(
         logger.debug("delivery %s is %s; nothing to send", delivery_id, delivery.status)
         return "ignored"
 
-    task = Task.get_by_id(delivery.task_id)
+    task = delivery.task
     if delivery.status == "sending":
         return _resume_interrupted(delivery, task, transport, settings, now)
 

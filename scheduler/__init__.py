@@ -6,6 +6,7 @@ import threading
 
 import click
 from flask import Flask, current_app
+from flask.cli import with_appcontext
 
 
 def init_app(app: Flask) -> None:
@@ -15,6 +16,7 @@ def init_app(app: Flask) -> None:
 
 
 @click.command("send-reminders")
+@with_appcontext
 def send_reminders() -> None:
     """Create the reminders that are due now and put them on the queue."""
     from core.db import database
@@ -31,6 +33,7 @@ def send_reminders() -> None:
 
 
 @click.command("deliver-reminders")
+@with_appcontext
 def deliver_reminders() -> None:
     """Send everything on the queue, then exit.
 

@@ -200,3 +200,16 @@ def test_clock_once_takes_injected_time(db, settings, outbox):
         (Delivery.task == task.id) & (Delivery.kind == "open_reminder")
     )
     assert reminder.status == "queued"
+
+
+def test_cli_send_and_deliver_reminders(runner, settings, outbox):
+    make_task(now=utcnow() - timedelta(days=2), criticality="medium")
+
+    sent = runner.invoke(args=["send-reminders"])
+    delivered = runner.invoke(args=["deliver-reminders"])
+
+    assert sent.exit_code == 0, sent.output
+    assert "Put 2 deliveries on the queue." in sent.output
+    assert delivered.exit_code == 0, delivered.output
+    assert "Handled 2 deliveries." in delivered.output
+    assert len(outbox_messages(outbox)) == 2
