@@ -113,7 +113,9 @@ def write_token_file(path: Path, credentials: user_credentials.Credentials) -> N
     """Write the token file readable by its owner only, replacing it atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # A leftover file would keep its old mode, so it is removed first.
+    temporary.unlink(missing_ok=True)
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
         handle.write(credentials.to_json())
     os.replace(temporary, path)

@@ -671,7 +671,11 @@ def test_poll_survives_missing_gmail_setup(make_settings, app, caplog):
 
 
 def dsn_bounce(
-    original: bytes, recipient: str, action: str = "failed", status: str = "5.1.1"
+    original: bytes,
+    recipient: str,
+    action: str = "failed",
+    status: str = "5.1.1",
+    original_type: str = "message/rfc822",
 ) -> bytes:
     """Return a Postfix-style delivery status notification for ``original``."""
     boundary = "BOUNDARY-42"
@@ -699,11 +703,53 @@ def dsn_bounce(
             f"Status: {status}\r\n"
             f"Diagnostic-Code: {diagnostic}\r\n"
             f"\r\n--{boundary}\r\n"
-            "Content-Type: message/rfc822\r\n\r\n"
+            f"Content-Type: {original_type}\r\n\r\n"
         ).encode()
-        + original
+        + (original if original_type == "message/rfc822" else _headers_of(original))
         + f"\r\n--{boundary}--\r\n".encode()
     )
+
+
+def _headers_of(raw: bytes) -> bytes:
+    return raw.split(b"\n\n", 1)[0] + b"\n"
+
+
+def test_bounce_with_headers_part_fails_delivery(db, settings, maildir):
+    _, delivery = reminder_task(settings, maildir)
+    original = make_email(
+        sender=MAILBOX, message_id="<reminder-1@threadtask.example.com>"
+    )
+
+    maildir.drop(
+        dsn_bounce(original, "gone@example.com", original_type="text/rfc822-headers")
+    )
+    poll(settings)
+
+    delivery = Delivery.get_by_id(delivery.id)
+    assert delivery.status == "failed"
+    assert "gone@example.com failed 5.1.1" in delivery.error
+
+
+def test_plain_bounce_found_by_in_reply_to(db, settings, maildir):
+    task, delivery = reminder_task(settings, maildir)
+    bounce = make_email(
+        sender="Mail Delivery Subsystem <mailer-daemon@googlemail.com>",
+        to=MAILBOX,
+        subject="Delivery Status Notification (Failure)",
+        body="Delivery to the following recipient failed permanently:\n\n"
+        "     gone@example.com\n\nThe email account does not exist.",
+        in_reply_to="<reminder-1@threadtask.example.com>",
+        references="<reminder-1@threadtask.example.com>",
+    )
+
+    maildir.drop(bounce)
+    poll(settings)
+
+    delivery = Delivery.get_by_id(delivery.id)
+    assert delivery.status == "failed"
+    assert "failed permanently" in delivery.error
+    assert Event.get(Event.field == "delivery").task_id == task.id
+    assert Task.get_by_id(task.id).latest_message_id == "<origin@client.example.com>"
 
 
 def test_two_pollers_same_message_once(db, settings):
