@@ -201,9 +201,12 @@ class RQReminderQueue(ReminderQueue):
                     job_id=job_id,
                     unique=True,
                     result_ttl=0,
-                    # Retries cover a job whose worker died or raised; send
-                    # failures are retried by the sender through the row.
-                    retry=Retry(max=self.max_attempts, interval=[10, 60, 300]),
+                    # Retries cover a job whose worker died or raised, and
+                    # run at once: RQ notices a dead worker only after the
+                    # job's heartbeat expires, and an immediate retry needs
+                    # no RQ scheduler. Send failures are retried by the
+                    # sender through the Delivery row instead.
+                    retry=Retry(max=self.max_attempts),
                     description=f"deliver reminder {delivery_id}",
                 )
                 return True
@@ -231,7 +234,7 @@ class RQReminderQueue(ReminderQueue):
         # transport are already set up; RQ installs its own SIGTERM and
         # SIGINT handlers for a warm shutdown, so ``stop`` is not consulted.
         worker = _worker_class()([self.queue], connection=self.connection)
-        worker.work(burst=burst, with_scheduler=not burst, logging_level=None)
+        worker.work(burst=burst, logging_level=None)
         return worker.successful_job_count + worker.failed_job_count
 
     def waiting_count(self) -> int:

@@ -1,9 +1,10 @@
 """A worker that stops dead at a chosen point, for the SIGKILL tests.
 
 Run as ``python -m tests.reminders.crash_worker before-send|after-send
-MARKER``. It consumes the persist-queue like the real worker, but its
-outbox writes MARKER and then waits to be killed, either before the email
-is written or after it is written and before the outcome is recorded.
+MARKER [RQ_QUEUE_NAME]``. It consumes the persist-queue, or the named RQ
+queue on REDIS_URL, like the real worker, but its outbox writes MARKER and
+then waits to be killed, either before the email is written or after it is
+written and before the outcome is recorded.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 from core.config import load_settings, use_settings
 from core.db import open_database
 from core.outbound import OutboxTransport, Outgoing
-from scheduler.queue import open_queue
+from scheduler.queue import RQReminderQueue, open_queue
 from scheduler.worker import build_handler
 
 
@@ -44,7 +45,10 @@ def main() -> None:
     settings = use_settings(load_settings())
     open_database(settings.resolved_database_url)
     transport = StoppingOutbox(settings.resolved_outbox_dir, mode, marker)
-    queue = open_queue(settings, consumer=True)
+    if len(sys.argv) > 3:
+        queue = RQReminderQueue(settings.redis_url, name=sys.argv[3])
+    else:
+        queue = open_queue(settings, consumer=True)
     queue.work(build_handler(settings, transport), burst=True, stop=threading.Event())
 
 

@@ -26,25 +26,28 @@ from core.reminders import (
 )
 from scheduler.clock import tick
 from scheduler.worker import build_handler
-from tests.reminders.conftest import START, make_task, outbox_messages
+from tests.reminders.conftest import REDIS_URL, START, make_task, outbox_messages
 
 ROOT = Path(__file__).resolve().parents[2]
 DUE = START + timedelta(hours=1)
 
 
-def start_crashing_worker(settings, mode: str, marker: Path) -> subprocess.Popen:
+def start_crashing_worker(
+    settings, mode: str, marker: Path, rq_queue: str = ""
+) -> subprocess.Popen:
     env = {
         **os.environ,
         "DATA_DIR": str(settings.data_dir),
         "DATABASE_URL": settings.resolved_database_url,
         "MAILBOX_ADDRESS": settings.mailbox_address,
         "PUBLIC_BASE_URL": settings.public_base_url,
-        "REDIS_URL": "",
+        "REDIS_URL": REDIS_URL if rq_queue else "",
         "MAIL_TRANSPORT": "outbox",
         "TRIAGE_EMAIL": settings.triage_email,
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.reminders.crash_worker", mode, str(marker)],
+        [sys.executable, "-m", "tests.reminders.crash_worker", mode, str(marker)]
+        + ([rq_queue] if rq_queue else []),
         cwd=ROOT,
         env=env,
     )
@@ -208,3 +211,31 @@ def test_gmail_interrupted_send_found_is_not_resent(db, settings):
     assert Delivery.get_by_id(delivery.id).provider_message_id == "gmail-1"
     assert [call[0] for call in http.request_sequence if "send" in call[0]] == []
     assert "rfc822msgid%3Afirst%40tracker.example.com" in http.request_sequence[0][0]
+
+
+def test_rq_worker_killed_before_send_sends_once(
+    db, triage_settings, outbox, make_queue, tmp_path
+):
+    from rq.registry import StartedJobRegistry
+
+    task = make_task(criticality="high", assigned_to="")
+    queue = make_queue("rq")
+    tick(queue, DUE)
+    marker = tmp_path / "marker"
+
+    kill_when_ready(
+        start_crashing_worker(triage_settings, "before-send", marker, queue.queue.name),
+        marker,
+    )
+    # What RQ's maintenance does once the dead worker's heartbeat expired.
+    StartedJobRegistry(queue=queue.queue).cleanup(timestamp=time.time() + 3600)
+    queue.work(
+        build_handler(triage_settings, transport=outbox),
+        burst=True,
+        stop=threading.Event(),
+    )
+
+    [email] = outbox_messages(outbox)
+    delivery = Delivery.get(Delivery.task == task.id)
+    assert delivery.status == "sent"
+    assert email["Message-ID"] == delivery.message_id
