@@ -61,7 +61,8 @@ class DeliveryAttempt(BaseModel):
     number = pw.IntegerField()
     started_at = pw.DateTimeField()
     finished_at = pw.DateTimeField(null=True)
-    # "", "sent", "failed", "retry" or "interrupted".
+    # "" while in progress, then "sent", "failed", "retry", "skipped" or
+    # "interrupted".
     outcome = pw.CharField(max_length=16, default="")
     error = pw.TextField(default="")
     duration_ms = pw.IntegerField(null=True)
@@ -462,7 +463,7 @@ def _resume_interrupted(
 
     reason = skip_reason(task, delivery, settings, now)
     if reason:
-        _finish_attempt(attempt, "failed", reason, now, time.monotonic())
+        _finish_attempt(attempt, "skipped", reason, now, time.monotonic())
         return _skip(delivery, task, reason, now)
 
     if interrupted >= 2 and not transport.confirms_sends:
