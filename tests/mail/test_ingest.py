@@ -10,8 +10,8 @@ from datetime import datetime
 from freezegun import freeze_time
 
 from core import tasks
-from core.mail import poll_mailbox_once
 from core.db import database
+from core.mail import poll_mailbox_once
 from core.mail.ingest import ingest_message
 from core.mail.mailbox import IncomingMessage
 from core.mail.models import QuarantinedMessage
