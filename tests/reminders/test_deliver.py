@@ -314,3 +314,19 @@ def test_gmail_thread_id_only_when_gmail_id(db, settings, thread_id, sends_threa
 
     body = json.loads(http.request_sequence[-1][2])
     assert ("threadId" in body) is sends_thread_id
+
+
+def test_reminder_history_in_task_api(client, as_creator, outbox):
+    task = make_task(criticality="high")
+    delivery = queued_reminder(task)
+    deliver(delivery.id, outbox, now=DUE)
+
+    response = client.get(f"/tasks/{task.id}", headers=as_creator)
+
+    assert response.status_code == 200
+    reminders = {item["kind"]: item for item in response.get_json()["reminders"]}
+    assert reminders["open_reminder"]["status"] == "sent"
+    assert reminders["open_reminder"]["recipient"] == ASSIGNEE
+    assert reminders["open_reminder"]["attempts"] == 1
+    assert reminders["open_reminder"]["provider_message_id"] == f"{delivery.id:08d}.eml"
+    assert reminders["assigned"]["status"] == "queued"

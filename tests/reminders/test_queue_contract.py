@@ -108,3 +108,14 @@ def test_stop_ends_a_waiting_sqlite_consumer(make_queue):
     handled = queue.work(lambda delivery_id: None, burst=False, stop=stop)
 
     assert handled == 0
+
+
+def test_acked_messages_are_cleared(make_queue):
+    from scheduler.queue import KEEP_ACKED
+
+    queue = make_queue("sqlite")
+    queue.enqueue(range(1, KEEP_ACKED + 51))
+
+    drain(queue)
+
+    assert queue._queue.acked_count() == KEEP_ACKED
