@@ -2,8 +2,8 @@
 
 Run as ``python -m tests.reminders.crash_worker before-send|after-send
 MARKER [RQ_QUEUE_NAME]``. It consumes the persist-queue, or the named RQ
-queue on REDIS_URL, like the real worker, but its outbox writes MARKER and
-then waits to be killed, either before the email is written or after it is
+queue on REDIS_URL, like the real worker. Its outbox writes MARKER and then
+waits to be killed: before the email is written, or after the email is
 written and before the outcome is recorded.
 """
 

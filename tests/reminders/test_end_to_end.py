@@ -1,7 +1,7 @@
 """The whole flow on the real-mail corpus: Maildir, tasks, clock, outbox.
 
-The corpus emails are dropped into the Maildir and read by the mail reader;
-the clock then runs at injected times and the worker writes reminders into
+The corpus emails are dropped into the Maildir and read by the mail reader.
+The clock then runs at injected times, and the worker writes reminders into
 the outbox, which must thread under the original emails.
 """
 
