@@ -31,7 +31,7 @@ from core.mail.parse import (
     parse_message,
     peek_message_id,
 )
-from core.mail.sql import cached_raw
+from core.mail.sql import cached_execute, cached_raw
 from core.models import Delivery, Event, MailMessage, Task
 from core.tasks import MAX_SUBJECT_LENGTH, Actor, create_task, update_task
 from core.timeutil import utcnow
@@ -160,6 +160,21 @@ def _claim_own(sent: MailMessage, source_id: str) -> Outcome:
     return Outcome(IGNORED, sent.message_id, _OWN_REASON, sent.task_id)
 
 
+_RECORD_FIELDS = [
+    MailMessage.message_id,
+    MailMessage.direction,
+    MailMessage.source_id,
+    MailMessage.thread_id,
+    MailMessage.task,
+    MailMessage.outcome,
+    MailMessage.reason,
+    MailMessage.sender,
+    MailMessage.subject,
+    MailMessage.attachments,
+    MailMessage.created_at,
+]
+
+
 def _record(
     parsed: ParsedMessage,
     incoming: IncomingMessage,
@@ -174,20 +189,25 @@ def _record(
     NOTE: core.tasks sends ``task_changed`` before this transaction commits,
     so in that race a subscriber hears of a change that is then rolled back.
     """
+    values = [
+        parsed.message_id,
+        "in",
+        source_id,
+        (outcome.thread_id or incoming.thread_id)[:255],
+        outcome.task_id,
+        outcome.outcome,
+        outcome.reason,
+        parsed.sender[:320],
+        parsed.subject,
+        json.dumps([item.as_dict() for item in parsed.attachments]),
+        now,
+    ]
     try:
-        MailMessage.insert(
-            message_id=parsed.message_id,
-            direction="in",
-            source_id=source_id,
-            thread_id=(outcome.thread_id or incoming.thread_id)[:255],
-            task=outcome.task_id,
-            outcome=outcome.outcome,
-            reason=outcome.reason,
-            sender=parsed.sender[:320],
-            subject=parsed.subject,
-            attachments=json.dumps([item.as_dict() for item in parsed.attachments]),
-            created_at=now,
-        ).execute()
+        cached_execute(
+            "insert-mail-message",
+            lambda: MailMessage.insert_many([values], fields=_RECORD_FIELDS),
+            values,
+        )
     except pw.IntegrityError:
         raise _AlreadySeen from None
     logger.info(

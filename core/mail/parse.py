@@ -63,6 +63,16 @@ class _CachingHeaderRegistry(HeaderRegistry):
     def __init__(self) -> None:
         super().__init__()
         self._cache: dict[tuple[str, str], BaseHeader] = {}
+        self._classes: dict[str, type[BaseHeader]] = {}
+
+    def __getitem__(self, name: str) -> type[BaseHeader]:
+        # The base class builds a new header class on every lookup.
+        header_class = self._classes.get(name.lower())
+        if header_class is None:
+            header_class = super().__getitem__(name)
+            if len(self._classes) < self.max_entries:
+                self._classes[name.lower()] = header_class
+        return header_class
 
     def __call__(self, name: str, value: str) -> BaseHeader:
         key = (name, value)

@@ -43,3 +43,23 @@ def cached_raw(
             )
         per_database[key] = sql
     return model.raw(sql, *params)
+
+
+def cached_execute(
+    key: str, build: Callable[[], pw.Query], params: Sequence[Any]
+) -> None:
+    """Execute the statement that ``build`` returns, with ``params`` as its values.
+
+    Values are sent as they are, so ``params`` holds what the database
+    driver accepts: strings, numbers, None and datetimes.
+    """
+    per_database = _cache.setdefault(database.obj, {})
+    sql = per_database.get(key)
+    if sql is None:
+        sql, template = build().sql()
+        if len(template) != len(params):
+            raise ValueError(
+                f"statement {key!r} takes {len(template)} parameters, not {len(params)}"
+            )
+        per_database[key] = sql
+    database.execute_sql(sql, list(params))
