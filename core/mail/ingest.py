@@ -117,10 +117,10 @@ def _store(
 
 
 def _ignore_in_thread(parsed: ParsedMessage, verdict: Verdict) -> Outcome:
-    """Ignore a machine's message, noting the task of the thread it answers.
+    """Ignore a machine's message, noting the task of the thread it replies to.
 
-    Linking the row lets a later reply that names only this message (say, an
-    answer to an out-of-office notice) still find the task.
+    Linking the row lets a later reply that names only this message (for
+    example, a reply to an out-of-office notice) still find the task.
     """
     task = _task_for_ids(parsed.reply_ids)
     if task is None:

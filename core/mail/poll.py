@@ -126,7 +126,7 @@ def claim_lock(owner: str) -> bool:
     except pw.IntegrityError:
         # The row exists, so take it over only if it is free or stale.
         pass
-    taken = (
+    claimed = (
         SyncState.update(value=owner, updated_at=now)
         .where(
             (SyncState.key == LOCK_KEY)
@@ -134,7 +134,7 @@ def claim_lock(owner: str) -> bool:
         )
         .execute()
     )
-    return taken == 1
+    return claimed == 1
 
 
 def refresh_lock(owner: str) -> None:

@@ -50,8 +50,8 @@ def cached_execute(
 ) -> None:
     """Execute the statement that ``build`` returns, with ``params`` as its values.
 
-    Values are sent as they are, so ``params`` holds what the database
-    driver accepts: strings, numbers, None and datetimes.
+    Values are sent as they are, so ``params`` may contain only what the
+    database driver accepts: strings, numbers, None and datetimes.
     """
     per_database = _cache.setdefault(database.obj, {})
     sql = per_database.get(key)
