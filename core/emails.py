@@ -29,6 +29,10 @@ def normalize_email(value: str) -> str:
     address = address.strip().lower()
     if not _ADDRESS.match(address):
         raise ValueError("not an email address")
+    local, domain = address.rsplit("@", 1)
+    # RFC 5321 section 4.5.3.1: local part 64 octets, domain 255, path 256.
+    if len(local) > 64 or len(domain) > 255 or len(address) > 254:
+        raise ValueError("longer than an email address may be")
     return address
 
 
@@ -40,9 +44,11 @@ def normalize_field(field: str, value: object, *, required: bool = False) -> str
         raise InvalidField(field, value, "must be a string holding an email address")
     try:
         address = normalize_email(value)
-    except ValueError:
+    except ValueError as exc:
         raise InvalidField(
-            field, value, "must be an email address such as alice@example.com"
+            field,
+            value,
+            f"must be one email address such as alice@example.com ({exc})",
         ) from None
     if required and not address:
         raise InvalidField(field, value, "is required")

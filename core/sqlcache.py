@@ -7,6 +7,7 @@ database with placeholder values and then run with ``Model.raw``.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -14,7 +15,11 @@ import peewee as pw
 
 from core.db import database
 
-_cache: dict[tuple[str, int], tuple[str, int]] = {}
+# Keyed weakly on the database object itself: an id() could be reused by a
+# later database with another placeholder style once the first is collected.
+_cache: weakref.WeakKeyDictionary[pw.Database, dict[str, tuple[str, int]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def cached_select(
@@ -28,12 +33,12 @@ def cached_select(
     ``params`` must give a value for each parameter of the built query, in
     the order its SQL uses them (LIMIT values count too).
     """
-    cache_key = (key, id(database.obj))
-    cached = _cache.get(cache_key)
+    queries = _cache.setdefault(database.obj, {})
+    cached = queries.get(key)
     if cached is None:
         sql, template = build().sql()
         cached = (sql, len(template))
-        _cache[cache_key] = cached
+        queries[key] = cached
     sql, count = cached
     if len(params) != count:
         raise ValueError(f"query {key!r} takes {count} parameters, not {len(params)}")

@@ -204,3 +204,15 @@ def test_failed_update_is_atomic(db):
     stored = Task.get_by_id(task.id)
     assert stored.subject == "Printer on fire"
     assert Event.select().count() == 1
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["x" * 65 + "@example.com", "a@" + "b" * 250 + ".com", "a@b.com, c@d.com"],
+    ids=["long-local-part", "long-domain", "two-addresses"],
+)
+def test_address_limits(db, address):
+    with pytest.raises(InvalidField) as raised:
+        new_task(assigned_to=address)
+
+    assert raised.value.field == "assigned_to"
