@@ -238,9 +238,14 @@ def _task_response(
 
 
 def _task_or_none(raw_id: str) -> Task | None:
-    if not raw_id.isdigit():
+    if not is_whole_number(raw_id):
         return None
     return Task.get_or_none(Task.id == int(raw_id))
+
+
+def is_whole_number(value: str) -> bool:
+    # str.isdigit() also accepts digits such as "²" that int() rejects.
+    return value.isascii() and value.isdigit()
 
 
 def _already_tracked(task_id: int) -> str:
@@ -250,7 +255,7 @@ def _already_tracked(task_id: int) -> str:
 def _integer(name: str, value: str | None) -> Any:
     if value is None:
         return None
-    if not value.isdigit():
+    if not is_whole_number(value):
         raise InvalidField(name, value, "must be a whole number")
     return int(value)
 

@@ -404,3 +404,18 @@ def test_task_card_runs_two_queries(addon, db, open_task):
         addon.act("/addon/message", CREATOR, thread_id="thread-1")
 
     assert len(counter.statements) == 2
+
+
+def test_superscript_task_id_explained(addon, open_task):
+    # "²".isdigit() is true, but int("²") raises ValueError.
+    response = addon.act(
+        "/addon/actions/status",
+        CREATOR,
+        parameters={"task_id": "²", "status": "fixed"},
+    )
+
+    assert response.status_code == 200
+    assert notification_of(response.get_json()) == (
+        "task_id='²' is invalid: must be a whole number."
+    )
+    assert Task.get_by_id(open_task.id).status == "open"
