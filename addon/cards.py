@@ -1,8 +1,20 @@
 """Card JSON for the Gmail sidebar, in the shape Google renders for HTTP add-ons.
 
 Reference: https://developers.google.com/workspace/add-ons/guides/alternate-runtimes .
-Card text accepts a small set of HTML tags, so every value that comes from a
-task or a person is escaped.
+
+Only some text fields are formatted. ``decoratedText.text`` and
+``textParagraph.text`` render a small set of HTML tags (<b>, <i>, <font>, <a>,
+<br> and a few more; https://developers.google.com/chat/ui/widgets/decorated-text
+and .../text-paragraph), so a value from a task or a person is escaped there,
+once, by ``escape`` at the spot that builds the widget. Other text fields get
+the value as it is, because escaping them would show the entities.
+
+NOTE: Google's pages document the tags for those two ``text`` fields only.
+That ``decoratedText.topLabel`` and ``bottomLabel`` take them too is assumed,
+so they are escaped as well. That ``cardHeader`` title and subtitle,
+``notification.text``, button text and ``selectionInput`` item text are plain
+is also assumed, from their reference pages not mentioning formatting. Check
+a task with "&" and "<" in its subject on the first live card.
 """
 
 from __future__ import annotations
@@ -48,7 +60,7 @@ def task_card(task: Task, viewer: str, base_url: str) -> Card:
     """Build the card of one task: its state, recent changes and the actions."""
     return {
         "header": {
-            "title": escape(task.subject or "(no subject)"),
+            "title": task.subject or "(no subject)",
             "subtitle": f"Task {task.id} · {task.status}",
         },
         "sections": [

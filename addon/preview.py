@@ -5,38 +5,79 @@ run the same handlers as the Google endpoints, as the signed-in API user.
 
 A browser cannot send an Authorization header on a plain page load, so the
 preview requests the API token once through a sign-in form, stores it in an
-HttpOnly, SameSite=Strict cookie limited to /addon/preview and redirects back.
-The token travels in a POST body rather than the URL, so access logs never
-record it. Requests with ``Authorization: Bearer`` work as well.
+HttpOnly, SameSite=Strict cookie limited to /addon/preview that expires after
+eight hours, and redirects back. The token travels in a POST body rather than
+the URL, so access logs never record it. Requests with ``Authorization:
+Bearer`` work as well.
+
+The posts of the page (sign-in, sign-out, button actions) are accepted only
+from the page's own origin, so another site cannot sign a browser in with its
+own token or press a button for the user.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlparse
 
-from flask import Blueprint, Response, redirect, render_template, request
+from flask import Blueprint, Response, current_app, redirect, render_template, request
 from markupsafe import Markup
 
-from addon.actions import HANDLERS, show_homepage, show_message
+from addon.actions import HANDLERS, is_whole_number, show_homepage, show_message
+from addon.verify import base_url
 from addon.views import request_context
-from core.api.auth import current_actor
+from core.api.auth import _touch, current_actor
 from core.auth import (
     TOKEN_PREFIX,
     AuthenticationFailed,
     email_from_google_token,
     lookup_api_token,
 )
+from core.models import Task
 from core.tasks import Actor
 
 logger = logging.getLogger(__name__)
 
 COOKIE_NAME = "threadtask_preview"
 COOKIE_PATH = "/addon/preview"
+# The cookie contains the API token itself, so a browser drops it after a
+# working day rather than keeping a credential that never expires.
+COOKIE_MAX_AGE = timedelta(hours=8)
+
+# Sec-Fetch-Site values of a request that the page itself, or the user typing
+# the address, started.
+OWN_FETCH_SITES = {"same-origin", "none"}
 
 blueprint = Blueprint("addon_preview", __name__, template_folder="templates")
+
+
+@blueprint.after_request
+def _no_store(response: Response) -> Response:
+    # Pages show task data for the signed-in user, so no cache may keep them.
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@blueprint.before_request
+def _reject_cross_origin() -> tuple[str, int] | None:
+    if request.method != "POST" or _same_origin():
+        return None
+
+    logger.warning(
+        "cross-origin post to %s rejected: Origin %r, Sec-Fetch-Site %r",
+        request.path,
+        request.headers.get("Origin"),
+        request.headers.get("Sec-Fetch-Site"),
+    )
+    page = render_template(
+        "addon/preview.html",
+        error="The form was posted from another site, so it was rejected. "
+        "Open the preview page and use its own form.",
+    )
+    return page, 403
 
 
 @blueprint.get("/addon/preview")
@@ -73,6 +114,11 @@ def run_action() -> str | tuple[str, int]:
             "addon/preview.html", error="The button sent no valid action."
         ), 400
 
+    mismatch = _thread_mismatch(parameters.get("task_id"), thread_id)
+    if mismatch:
+        logger.warning("preview action from %s rejected: %s", actor.email, mismatch)
+        return render_template("addon/preview.html", error=mismatch), 400
+
     form_inputs = {
         name: {"stringInputs": {"value": [value]}}
         for name, value in request.form.items()
@@ -98,15 +144,76 @@ def sign_in() -> Response | tuple[str, int]:
         return _unauthorized(actor, target)
 
     response = redirect(target)
+    # NOTE: the cookie carries the raw API token, because the app has no
+    # SECRET_KEY setting to sign a session value with. Max-Age bounds how
+    # long a browser keeps it, but a copied cookie works until the token is
+    # revoked. A signed, expiring session value would close that gap.
     response.set_cookie(
         COOKIE_NAME,
         token,
+        max_age=COOKIE_MAX_AGE,
         path=COOKIE_PATH,
         httponly=True,
         samesite="Strict",
         secure=request.is_secure,
     )
     return response
+
+
+@blueprint.post("/addon/preview/sign-out")
+def sign_out() -> Response:
+    """Delete the token cookie and go back to the sign-in form."""
+    response = redirect(COOKIE_PATH)
+    response.delete_cookie(
+        COOKIE_NAME,
+        path=COOKIE_PATH,
+        httponly=True,
+        samesite="Strict",
+        secure=request.is_secure,
+    )
+    return response
+
+
+def _same_origin() -> bool:
+    """Check whether a post comes from this site, by Origin or Sec-Fetch-Site.
+
+    A post with neither header is accepted, so curl and the test client work.
+    A browser that sends neither is still covered by the SameSite=Strict
+    cookie, which keeps a cross-site post from acting as the user, but
+    another site could sign such a browser in with its own token.
+    """
+    origin = request.headers.get("Origin")
+    if origin is not None:
+        own = {_origin_of(request.host_url), _origin_of(_public_url())}
+        return origin.rstrip("/") in own
+    fetch_site = request.headers.get("Sec-Fetch-Site")
+    return fetch_site is None or fetch_site in OWN_FETCH_SITES
+
+
+def _public_url() -> str:
+    # Behind a proxy that ends TLS, the browser's origin is the public URL
+    # while the request reaches Flask over plain HTTP.
+    return base_url(current_app.config["SETTINGS"])
+
+
+def _origin_of(url: str) -> str:
+    parsed = urlparse(url)
+    return f"{parsed.scheme}://{parsed.netloc}"
+
+
+def _thread_mismatch(raw_task_id: object, thread_id: str) -> str:
+    """Return why a button's task does not belong to the page's thread, or ""."""
+    if not isinstance(raw_task_id, str) or not is_whole_number(raw_task_id):
+        # No task, or an id the handler rejects with its own message.
+        return ""
+    task = Task.get_or_none(Task.id == int(raw_task_id))
+    if task is None or task.thread_id == thread_id:
+        return ""
+
+    return (
+        f"Task {task.id} does not belong to thread {thread_id!r}, so nothing "
+        "was changed. Open the preview of the task's own thread."
+    )
 
 
 def _preview_actor() -> Actor | str:
@@ -127,6 +234,8 @@ def _actor_for(token: str) -> Actor | str:
     try:
         if token.startswith(TOKEN_PREFIX):
             row = lookup_api_token(token)
+            # Record the use as the API does for a Bearer header.
+            _touch(row)
             return Actor(email=row.email, channel="addon", is_service=row.is_service)
         return Actor(email=email_from_google_token(token), channel="addon")
     except AuthenticationFailed as exc:
@@ -155,14 +264,15 @@ def _render(response: dict[str, Any], thread_id: str) -> str:
         notification=notification,
         thread_id=thread_id,
         card_json=json.dumps(response, indent=2, ensure_ascii=False),
-        plain=_plain,
+        formatted=_formatted_as_plain,
         action_value=_action_value,
     )
 
 
-def _plain(text: str) -> str:
-    # Card text is limited HTML that the card builders escaped. The page shows
-    # it as plain text, so no markup from a task can reach the page.
+def _formatted_as_plain(text: str) -> str:
+    # The formatted fields of a card hold limited HTML that the card builders
+    # escaped. The page strips the tags and shows the rest as plain text, so
+    # no markup from a task can reach the page. Plain fields need no call.
     return Markup(text or "").striptags()
 
 

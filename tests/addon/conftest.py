@@ -21,6 +21,8 @@ BASE_URL = "https://threadtask.test"
 SERVICE_ACCOUNT = "service-42@gcp-sa-gsuiteaddons.iam.gserviceaccount.com"
 CLIENT_ID = "42-addon.apps.googleusercontent.com"
 SCHEMAS = Path(__file__).parent / "schemas"
+STATUS_FUNCTION = BASE_URL + "/addon/actions/status"
+ASSIGN_FUNCTION = BASE_URL + "/addon/actions/assign"
 
 
 def load_schema(name: str) -> Draft202012Validator:
@@ -209,3 +211,21 @@ def gmail(app) -> GmailMock:
     mock = GmailMock()
     app.config["ADDON_GMAIL_SERVICE"] = mock.build
     return mock
+
+
+def sign_in(client, token_for, email, target="/addon/preview?thread_id=thread-1"):
+    secret = token_for(email)["Authorization"].split(" ", 1)[1]
+    return client.post("/addon/preview/sign-in", data={"token": secret, "next": target})
+
+
+def post_action(client, function, task, thread_id="thread-1", headers=None, **form):
+    action = {
+        "function": function,
+        "parameters": [
+            {"key": "task_id", "value": str(task.id)},
+            {"key": "version", "value": str(task.version)},
+            {"key": "status", "value": "fixed"},
+        ],
+    }
+    data = {"thread_id": thread_id, "_action": json.dumps(action), **form}
+    return client.post("/addon/preview/action", data=data, headers=headers or {})

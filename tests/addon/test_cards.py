@@ -406,6 +406,63 @@ def test_task_card_runs_two_queries(addon, db, open_task):
     assert len(counter.statements) == 2
 
 
+def test_plain_text_fields_unescaped(addon, db):
+    # Header, notification, button and selection item text are plain text in
+    # Gmail, so an escaped value would show its entities to the reader.
+    task = create_task(
+        Actor(CREATOR, "api"), {"thread_id": "t-amp", "subject": "Q&A <script>"}
+    )
+
+    body = addon.act(
+        "/addon/actions/assign",
+        CREATOR,
+        parameters={"task_id": str(task.id)},
+        form={"assignee": "<b>bob</b>@example.com"},
+    ).get_json()
+
+    assert_card_response(body)
+    card = card_of(body)
+    assert card["header"]["title"] == "Q&A <script>"
+    assert card["header"]["subtitle"] == f"Task {task.id} · open"
+    assert notification_of(body).startswith(
+        "assigned_to='<b>bob</b>@example.com' is invalid"
+    )
+    assert button_texts(card) == ["Mark fixed", "Close", "Assign"]
+    [selector] = widgets_of(card, "selectionInput")
+    assert [item["text"] for item in selector["items"]] == [
+        "low",
+        "medium",
+        "high",
+        "critical",
+    ]
+
+
+def test_formatted_text_escaped_once(addon, db):
+    # decoratedText.text and textParagraph.text take a few HTML tags.
+    task = create_task(
+        Actor(CREATOR, "api"),
+        {
+            "thread_id": "t-amp",
+            "subject": "Q&A <b>x</b> &amp;",
+            "assigned_to": ASSIGNEE,
+        },
+    )
+
+    homepage = card_of(addon.act("/addon/homepage", ASSIGNEE).get_json())
+    missing = addon.act(
+        "/addon/actions/status",
+        CREATOR,
+        parameters={"task_id": "12345", "status": "fixed"},
+    ).get_json()
+
+    [item] = widgets_of(homepage, "decoratedText")
+    assert item["text"] == "Q&amp;A &lt;b&gt;x&lt;/b&gt; &amp;amp;"
+    assert item["topLabel"] == f"Task {task.id} · medium"
+    [paragraph] = widgets_of(card_of(missing), "textParagraph")
+    assert paragraph["text"] == "Task 12345 no longer exists."
+    assert notification_of(missing) == "Task 12345 does not exist."
+
+
 def test_superscript_task_id_explained(addon, open_task):
     # "²".isdigit() is true, but int("²") raises ValueError.
     response = addon.act(

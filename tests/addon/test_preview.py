@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 
-from core.models import Event, Task
+from freezegun import freeze_time
+
+from core.models import ApiToken, Event, Task
+from core.tasks import Actor, create_task
+from tests.addon.conftest import (
+    ASSIGN_FUNCTION,
+    STATUS_FUNCTION,
+    post_action,
+    sign_in,
+)
 from tests.conftest import ASSIGNEE, CREATOR
-
-STATUS_FUNCTION = "https://threadtask.test/addon/actions/status"
-
-
-def sign_in(client, token_for, email, target="/addon/preview?thread_id=thread-1"):
-    secret = token_for(email)["Authorization"].split(" ", 1)[1]
-    return client.post("/addon/preview/sign-in", data={"token": secret, "next": target})
 
 
 def test_preview_asks_for_token(client, open_task):
@@ -152,3 +155,46 @@ def test_preview_rejects_unknown_function(client, as_creator, open_task):
 
     assert response.status_code == 400
     assert "no valid action" in response.get_data(as_text=True)
+
+
+def test_cookie_use_records_last_used(client, token_for, open_task):
+    with freeze_time("2026-12-04 09:00:00"):
+        sign_in(client, token_for, ASSIGNEE)
+    signed_in = ApiToken.get(ApiToken.email == ASSIGNEE).last_used_at
+
+    with freeze_time("2026-12-04 09:30:00"):
+        response = client.get("/addon/preview?thread_id=thread-1")
+
+    assert response.status_code == 200
+    assert signed_in == datetime(2026, 12, 4, 9, 0)
+    used = ApiToken.get(ApiToken.email == ASSIGNEE).last_used_at
+    assert used == datetime(2026, 12, 4, 9, 30)
+
+
+def test_notification_shows_value_as_sent(client, token_for, open_task):
+    sign_in(client, token_for, CREATOR)
+
+    response = post_action(
+        client, ASSIGN_FUNCTION, open_task, assignee="<b>bob</b>@example.com"
+    )
+
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200
+    notification = page.split('<p class="notification" role="status">', 1)[1]
+    assert notification.startswith(
+        "assigned_to=&#39;&lt;b&gt;bob&lt;/b&gt;@example.com&#39; is invalid"
+    )
+    assert "<b>bob</b>" not in page
+    assert Task.get_by_id(open_task.id).assigned_to == ASSIGNEE
+
+
+def test_preview_escapes_title_once(client, as_creator, db):
+    create_task(Actor(CREATOR, "api"), {"thread_id": "t-amp", "subject": "Q&A <i>"})
+
+    page = client.get("/addon/preview?thread_id=t-amp", headers=as_creator).get_data(
+        as_text=True
+    )
+
+    assert "<h1>Q&amp;A &lt;i&gt;</h1>" in page
+    assert "&amp;amp;" not in page
+    assert "&amp;lt;" not in page

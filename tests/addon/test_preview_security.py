@@ -1,0 +1,196 @@
+"""The preview's cookie, sign-out, caching and cross-origin defences."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from core.models import Event, Task
+from core.tasks import Actor, create_task
+from tests.addon.conftest import STATUS_FUNCTION, post_action, sign_in
+from tests.conftest import ASSIGNEE, CREATOR
+
+EIGHT_HOURS = 8 * 60 * 60
+POST_PATHS = [
+    "/addon/preview/action",
+    "/addon/preview/sign-in",
+    "/addon/preview/sign-out",
+]
+
+
+def post_action_value(task) -> str:
+    return json.dumps(
+        {
+            "function": STATUS_FUNCTION,
+            "parameters": [
+                {"key": "task_id", "value": str(task.id)},
+                {"key": "status", "value": "fixed"},
+            ],
+        }
+    )
+
+
+def test_cookie_expires_after_eight_hours(client, token_for, open_task):
+    response = sign_in(client, token_for, ASSIGNEE)
+
+    cookie = response.headers["Set-Cookie"]
+    assert f"Max-Age={EIGHT_HOURS}" in cookie
+    assert "Expires=" in cookie
+    assert "Secure" not in cookie
+
+
+def test_cookie_secure_over_https(client, token_for, open_task):
+    secret = token_for(ASSIGNEE)["Authorization"].split(" ", 1)[1]
+
+    response = client.post(
+        "/addon/preview/sign-in",
+        data={"token": secret, "next": "/addon/preview"},
+        base_url="https://localhost",
+    )
+
+    assert response.status_code == 302
+    assert "Secure" in response.headers["Set-Cookie"]
+
+
+def test_sign_out_clears_cookie(client, token_for, open_task):
+    sign_in(client, token_for, ASSIGNEE)
+    assert client.get("/addon/preview").status_code == 200
+
+    response = client.post("/addon/preview/sign-out")
+
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/addon/preview"
+    cookie = response.headers["Set-Cookie"]
+    assert cookie.startswith("threadtask_preview=;")
+    assert "Max-Age=0" in cookie
+    assert "Path=/addon/preview" in cookie
+    assert client.get_cookie("threadtask_preview", path="/addon/preview") is None
+    assert client.get("/addon/preview").status_code == 401
+
+
+def test_page_offers_sign_out(client, token_for, open_task):
+    sign_in(client, token_for, ASSIGNEE)
+
+    page = client.get("/addon/preview").get_data(as_text=True)
+
+    assert 'action="/addon/preview/sign-out"' in page
+
+
+@pytest.mark.parametrize(
+    "path", ["/addon/preview", "/addon/preview?thread_id=thread-1"]
+)
+def test_page_not_cached(client, token_for, open_task, path):
+    signed_out = client.get(path)
+    sign_in(client, token_for, ASSIGNEE)
+
+    signed_in = client.get(path)
+
+    assert signed_out.status_code == 401
+    assert signed_out.headers["Cache-Control"] == "no-store"
+    assert signed_in.status_code == 200
+    assert signed_in.headers["Cache-Control"] == "no-store"
+
+
+def test_posts_not_cached(client, token_for, open_task):
+    signed_in = sign_in(client, token_for, CREATOR)
+    action = post_action(client, STATUS_FUNCTION, open_task)
+    signed_out = client.post("/addon/preview/sign-out")
+
+    assert signed_in.headers["Cache-Control"] == "no-store"
+    assert action.status_code == 200
+    assert action.headers["Cache-Control"] == "no-store"
+    assert signed_out.headers["Cache-Control"] == "no-store"
+
+
+@pytest.mark.parametrize("path", POST_PATHS)
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": "https://evil.example"},
+        {"Origin": "null"},
+        {"Origin": "http://localhost:8001"},
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site"},
+    ],
+    ids=["other-host", "opaque", "other-port", "cross-site", "same-site"],
+)
+def test_cross_origin_post_rejected(client, token_for, open_task, path, headers):
+    sign_in(client, token_for, CREATOR)
+    secret = token_for(ASSIGNEE)["Authorization"].split(" ", 1)[1]
+
+    response = client.post(
+        path,
+        data={
+            "thread_id": "thread-1",
+            "_action": post_action_value(open_task),
+            "token": secret,
+            "next": "/addon/preview",
+        },
+        headers=headers,
+    )
+
+    assert response.status_code == 403
+    assert "Set-Cookie" not in response.headers
+    assert response.headers["Cache-Control"] == "no-store"
+    assert Task.get_by_id(open_task.id).status == "open"
+    assert client.get("/addon/preview").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": "http://localhost"},
+        {"Sec-Fetch-Site": "same-origin"},
+        {"Origin": "http://localhost", "Sec-Fetch-Site": "same-origin"},
+        {},
+    ],
+    ids=["origin", "fetch-site", "both", "neither"],
+)
+def test_same_origin_post_accepted(client, token_for, open_task, headers):
+    sign_in(client, token_for, CREATOR)
+
+    response = post_action(client, STATUS_FUNCTION, open_task, headers=headers)
+
+    assert response.status_code == 200
+    assert Task.get_by_id(open_task.id).status == "fixed"
+
+
+def test_origin_of_base_url_accepted(client, token_for, open_task):
+    # Behind a proxy that ends TLS, the browser's origin is the public URL.
+    sign_in(client, token_for, CREATOR)
+
+    response = post_action(
+        client,
+        STATUS_FUNCTION,
+        open_task,
+        headers={"Origin": "https://threadtask.test"},
+    )
+
+    assert response.status_code == 200
+    assert Task.get_by_id(open_task.id).status == "fixed"
+
+
+def test_task_of_other_thread_rejected(client, token_for, open_task):
+    other = create_task(
+        Actor(CREATOR, "api"), {"thread_id": "thread-2", "subject": "Other"}
+    )
+    sign_in(client, token_for, CREATOR)
+
+    response = post_action(client, STATUS_FUNCTION, open_task, thread_id="thread-2")
+
+    page = response.get_data(as_text=True)
+    assert response.status_code == 400
+    assert f"Task {open_task.id} does not belong to thread" in page
+    assert Task.get_by_id(open_task.id).status == "open"
+    assert Task.get_by_id(other.id).status == "open"
+    assert Event.select().where(Event.field == "status").count() == 0
+
+
+def test_task_without_thread_rejected(client, token_for, open_task):
+    sign_in(client, token_for, CREATOR)
+
+    response = post_action(client, STATUS_FUNCTION, open_task, thread_id="")
+
+    assert response.status_code == 400
+    assert Task.get_by_id(open_task.id).status == "open"
