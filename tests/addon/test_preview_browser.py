@@ -39,9 +39,9 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture
 def live_server(app) -> Iterator[str]:
     """Serve the app on a free port of 127.0.0.1 in a background thread."""
-    # One thread serves every request: pooled SQLite connections belong to the
-    # thread that opened them, and a threaded server would hand them around.
-    server = make_server("127.0.0.1", 0, app, threaded=False)
+    # A thread per request, as in production: the pool opens SQLite
+    # connections with check_same_thread=False, so any thread may use them.
+    server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_port}"
@@ -105,4 +105,10 @@ def test_mark_fixed_in_browser(browser, live_server, token_for, open_task):
     )
     assert Task.get_by_id(open_task.id).assigned_to == STRANGER
     assert Task.get_by_id(open_task.id).status == "fixed"
+
+    # Chromium sends Origin with the post, so this also passes the origin check.
+    page.get_by_role("button", name="Sign out").click()
+
+    expect(page.get_by_label("API token")).to_be_visible()
+    assert context.cookies() == []
     context.close()
