@@ -407,8 +407,8 @@ def test_task_card_runs_two_queries(addon, db, open_task):
 
 
 def test_plain_text_fields_unescaped(addon, db):
-    # Header, notification, button and selection item text are plain text in
-    # Gmail, so an escaped value would show its entities to the reader.
+    # The cards treat header, notification, button and selection item text as
+    # plain text, so an escaped value there would show its entities.
     task = create_task(
         Actor(CREATOR, "api"), {"thread_id": "t-amp", "subject": "Q&A <script>"}
     )
