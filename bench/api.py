@@ -147,7 +147,7 @@ def main() -> None:
 
     from core import auth
     from core.config import load_settings, use_settings
-    from core.db import database, migrate_database, open_database
+    from core.db import database, migrate_database, open_database, optimize_database
 
     settings = use_settings(load_settings())
     open_database(settings.resolved_database_url)
@@ -222,6 +222,10 @@ def main() -> None:
 
         small = run_all("small table", 1000)
         seed(1000, options.tasks)
+        # The clock refreshes the planner's statistics periodically; do it
+        # now so the large table is measured as it runs in service.
+        with database.connection_context():
+            optimize_database()
         large = run_all("large table", options.tasks)
         growth = large["worker_rss_kib"] / small["worker_rss_kib"]
         print(

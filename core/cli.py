@@ -6,7 +6,7 @@ import click
 from flask import Flask
 
 from core import auth
-from core.db import database, migrate_database
+from core.db import database, migrate_database, optimize_database
 from core.emails import normalize_email
 from core.models import ApiToken
 from core.timeutil import isoformat
@@ -24,6 +24,7 @@ def init_db() -> None:
     """Create the schema or apply pending migrations; safe to run again."""
     with database.connection_context():
         applied = migrate_database()
+        optimize_database()
     if applied:
         click.echo(f"Applied migrations: {', '.join(applied)}")
     else:

@@ -10,6 +10,7 @@ the database does all the filtering.
 
 from __future__ import annotations
 
+import functools
 import operator
 from functools import reduce
 from typing import Any
@@ -79,8 +80,14 @@ def compile_query(text: str, *, me: str | None = None) -> pw.Expression:
     """Compile a query into a Peewee expression over Task.
 
     ``me`` is the caller's address, which ``assigned_to:me`` and
-    ``creator_email:me`` stand for.
+    ``creator_email:me`` stand for. Results are cached, because clients
+    repeat the same few queries and parsing costs more than running them.
     """
+    return _compile_cached(text, me)
+
+
+@functools.lru_cache(maxsize=512)
+def _compile_cached(text: str, me: str | None) -> pw.Expression:
     if len(text) > MAX_QUERY_LENGTH:
         raise QueryError(
             f"the query is {len(text)} characters long; the limit is {MAX_QUERY_LENGTH}",

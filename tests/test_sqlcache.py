@@ -26,3 +26,25 @@ def test_cached_query_reused(db):
 def test_wrong_parameter_count(db):
     with pytest.raises(ValueError, match="takes 1 parameters"):
         cached_select(Task, "test-thread-count", by_thread, ["a", "b"])
+
+
+def test_optimize_database_collects_statistics(db, backend):
+    from core.db import database, optimize_database
+
+    for number in range(20):
+        tasks.create_task(actor(), {"thread_id": f"t{number}"})
+
+    optimize_database()
+
+    if backend == "sqlite":
+        rows = database.execute_sql("SELECT tbl FROM sqlite_stat1").fetchall()
+        assert ("task",) in rows
+
+
+def test_compiled_query_cached():
+    from core.query import compile_query
+
+    first = compile_query("status:open", me="a@example.com")
+    second = compile_query("status:open", me="a@example.com")
+
+    assert first is second
