@@ -123,4 +123,23 @@ class ApiToken(BaseModel):
     revoked_at = pw.DateTimeField(null=True)
 
 
-ALL_MODELS = [Task, Event, Delivery, MailMessage, SyncState, ApiToken]
+class DeliveryAttempt(BaseModel):
+    """One try at sending a delivery, with its outcome and duration.
+
+    An attempt whose outcome is still empty when another sender picks the
+    delivery up was interrupted: its process died between claiming the row
+    and recording the result.
+    """
+
+    delivery = pw.ForeignKeyField(Delivery, backref="attempt_rows", on_delete="CASCADE")
+    number = pw.IntegerField()
+    started_at = pw.DateTimeField()
+    finished_at = pw.DateTimeField(null=True)
+    # "" while in progress, then "sent", "failed", "retry", "skipped" or
+    # "interrupted".
+    outcome = pw.CharField(max_length=16, default="")
+    error = pw.TextField(default="")
+    duration_ms = pw.IntegerField(null=True)
+
+
+ALL_MODELS = [Task, Event, Delivery, MailMessage, SyncState, ApiToken, DeliveryAttempt]

@@ -25,7 +25,7 @@ import peewee as pw
 from core.config import Settings, get_settings
 from core.db import database
 from core.emails import domain_of, normalize_message_id
-from core.models import BaseModel, Delivery, MailMessage, Task
+from core.models import Delivery, DeliveryAttempt, MailMessage, Task
 from core.outbound import DeliveryError, Outgoing, Transport
 from core.timeutil import isoformat, utcnow
 
@@ -47,25 +47,6 @@ BATCH_SIZE = 1000
 # Seconds before the next try after a transient failure, by attempt number;
 # the last value repeats.
 RETRY_DELAYS = (60, 300, 900)
-
-
-class DeliveryAttempt(BaseModel):
-    """One try at sending a delivery, with its outcome and duration.
-
-    An attempt whose outcome is still empty when another sender picks the
-    delivery up was interrupted: its process died between claiming the row
-    and recording the result.
-    """
-
-    delivery = pw.ForeignKeyField(Delivery, backref="attempt_rows", on_delete="CASCADE")
-    number = pw.IntegerField()
-    started_at = pw.DateTimeField()
-    finished_at = pw.DateTimeField(null=True)
-    # "" while in progress, then "sent", "failed", "retry", "skipped" or
-    # "interrupted".
-    outcome = pw.CharField(max_length=16, default="")
-    error = pw.TextField(default="")
-    duration_ms = pw.IntegerField(null=True)
 
 
 @dataclass
