@@ -5,19 +5,23 @@ REMINDER_TICK_MINUTES), the hand-over of pending deliveries to the queue
 (every 30 seconds, so an assignment notice leaves within a minute) and the
 mail poll (every MAIL_POLL_MINUTES). A job that raises is logged with its
 traceback and runs again at its next time; it never stops the loop.
+With Slack on and SLACK_NOTIFY_ASSIGNEE=true, the assignee of each task
+that the mail poll creates or assigns also gets a Slack direct message.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import threading
 from collections.abc import Callable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import schedule
 
-from core.config import Settings
+from core.config import ConfigError, Settings
 from core.db import database
 from core.reminders import (
     enqueue_due_reminders,
@@ -27,6 +31,9 @@ from core.reminders import (
 from core.timeutil import parse_utc, utcnow
 from scheduler.queue import ReminderQueue, open_queue
 from scheduler.runtime import install_stop_handlers, start
+
+if TYPE_CHECKING:
+    from bot.notify import AssignmentNotifier
 
 logger = logging.getLogger(__name__)
 
@@ -155,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     install_stop_handlers(stop)
     settings = start("clock")
+    notifier = start_slack_notices(settings)
     # The clock only produces: it must not resume the worker's messages.
     queue = open_queue(settings, consumer=False)
     try:
@@ -163,7 +171,25 @@ def main(argv: list[str] | None = None) -> int:
         run_forever(settings, queue, stop)
     finally:
         queue.close()
+        if notifier is not None:
+            # Sends the direct messages still queued before the process exits.
+            notifier.shutdown()
     return 0
+
+
+def start_slack_notices(settings: Settings) -> AssignmentNotifier | None:
+    """Send Slack direct messages for the tasks the mail poll assigns.
+
+    Returns None when Slack or SLACK_NOTIFY_ASSIGNEE is off. A half-configured
+    Slack stops the start-up with exit status 2, as other invalid settings do.
+    """
+    from bot import start_assignment_notices
+
+    try:
+        return start_assignment_notices(settings)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -16,6 +16,9 @@ from core.outbound import OutboxTransport
 from core.tasks import create_task
 from tests.conftest import ASSIGNEE, CREATOR, actor
 
+# The local Slack Web API on 127.0.0.1, for the clock's Slack notices.
+from tests.slack.conftest import slack_api  # noqa: F401 (a fixture)
+
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 START = datetime(2026, 3, 2, 9, 0, 0)
 

@@ -3,24 +3,27 @@
 from __future__ import annotations
 
 import logging
+import mailbox
 import os
 import signal
 import subprocess
 import sys
 import threading
 from datetime import datetime, timedelta
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 from freezegun import freeze_time
 
-from core.models import Delivery
+from core.models import Delivery, Task
 from core.timeutil import utcnow
 from scheduler import clock
 from scheduler.clock import build_scheduler, run_once
 from scheduler.worker import build_handler
-from tests.conftest import ASSIGNEE
+from tests.conftest import ASSIGNEE, CREATOR
 from tests.reminders.conftest import make_task, outbox_messages
+from tests.slack.conftest import ASSIGNEE_ID, BOT_TOKEN, SIGNING_SECRET
 
 ROOT = Path(__file__).resolve().parents[2]
 CLOCK_START = datetime(2026, 3, 2, 9, 0, 0)
@@ -213,3 +216,54 @@ def test_cli_send_and_deliver_reminders(runner, settings, outbox):
     assert delivered.exit_code == 0, delivered.output
     assert "Handled 2 deliveries." in delivered.output
     assert len(outbox_messages(outbox)) == 2
+
+
+def test_clock_sends_slack_notice_for_mail_task(db, settings, slack_api):
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    maildir = mailbox.Maildir(settings.data_dir / "maildir")
+    email = EmailMessage()
+    email["From"] = CREATOR
+    email["To"] = f"{settings.mailbox_address}, {ASSIGNEE}"
+    email["Subject"] = "Projector in room 4 flickers"
+    email["Message-ID"] = "<projector-4@mail.example.com>"
+    email.set_content("It flickers every few seconds.")
+    maildir.add(email)
+    env = {
+        **process_env(settings),
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_API_BASE_URL": f"{slack_api.url}/api/",
+        "SLACK_NOTIFY_ASSIGNEE": "true",
+    }
+
+    result = subprocess.run(
+        [sys.executable, "-m", "scheduler.clock", "--once"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert result.returncode == 0, result.stderr
+    task = Task.get(Task.subject == "Projector in room 4 flickers")
+    assert task.assigned_to == ASSIGNEE
+    posted = slack_api.calls("/api/chat.postMessage")
+    assert [r.params["channel"] for r in posted] == [f"D{ASSIGNEE_ID}"]
+    assert f"task #{task.id}" in posted[0].params["text"]
+
+
+def test_clock_rejects_half_configured_slack(settings):
+    env = {**process_env(settings), "SLACK_BOT_TOKEN": BOT_TOKEN}
+
+    result = subprocess.run(
+        [sys.executable, "-m", "scheduler.clock", "--once"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert result.returncode == 2
+    assert "SLACK_SIGNING_SECRET is empty but SLACK_BOT_TOKEN is set" in result.stderr
