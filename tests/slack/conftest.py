@@ -312,3 +312,22 @@ def slack(app, client, slack_api) -> Iterator[SlackSender]:
     sender = SlackSender(client, slack_api, app)
     yield sender
     sender.finish()
+
+
+# Slack's limit on the text of a section block.
+SECTION_MAX_CHARS = 3000
+
+
+def visible(text: str) -> str:
+    """The text as Slack shows it: zero-width spaces dropped, entities decoded."""
+    from bot.mrkdwn import ZERO_WIDTH_SPACE, decode
+
+    return decode(text.replace(ZERO_WIDTH_SPACE, ""))
+
+
+def section_texts(message: dict[str, Any]) -> list[str]:
+    return [
+        block["text"]["text"]
+        for block in message.get("blocks", [])
+        if block["type"] == "section"
+    ]
