@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.commands import Assignee, Command, CommandError, parse
+from bot.commands import Assignee, Command, CommandError, parse, preview
 from bot.identity import IdentityCache, identity_from_user
 from tests.slack.conftest import slack_user
 
@@ -104,3 +104,89 @@ def test_identity_cache_expires(slack_api):
     cache.lookup(client, "U0ALEX")
 
     assert len(slack_api.calls("/api/users.info")) == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('list subject:"R&amp;D"', Command("list", query='subject:"R&D"')),
+        ("list subject:&lt;b&gt;", Command("list", query="subject:<b>")),
+        # One pass: an escaped entity stays the literal text of that entity.
+        ("list subject:&amp;lt;", Command("list", query="subject:&lt;")),
+        (
+            "assign 4 o'brien&amp;co@example.com",
+            Command(
+                "assign", task_id=4, assignee=Assignee(email="o'brien&co@example.com")
+            ),
+        ),
+        (
+            "assign 4 <mailto:a&amp;b@example.com|a&amp;b@example.com>",
+            Command("assign", task_id=4, assignee=Assignee(email="a&b@example.com")),
+        ),
+        (
+            "assign 4 <@U0ALEX|o&amp;b>",
+            Command("assign", task_id=4, assignee=Assignee(slack_user_id="U0ALEX")),
+        ),
+        ("crit 4 HIGH", Command("crit", task_id=4, level="high")),
+    ],
+)
+def test_parse_decodes_slack_entities(text, expected):
+    assert parse(text) == expected
+
+
+def test_typed_mention_markup_is_not_mention():
+    # Slack sends a real mention as <@U...>; text typed as "<@U0ALEX>" arrives
+    # escaped and is an address that does not parse.
+    with pytest.raises(CommandError) as caught:
+        parse("assign 4 &lt;@U0ALEX&gt;")
+
+    assert "'<@U0ALEX>' is neither a Slack mention" in caught.value.message
+
+
+@pytest.mark.parametrize("word", ["١", "٤٢", "７", "४२", "1٢"])
+def test_task_id_accepts_only_ascii_digits(word):
+    with pytest.raises(CommandError) as caught:
+        parse(f"fixed {word}")
+
+    assert caught.value.message == (
+        f"{word!r} is not a task id; an id is a positive number such as 42."
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "ending"),
+    [
+        ("show", "but 0 arguments were given."),
+        ("show 1 2", "but 2 arguments were given."),
+        ("crit 1", "but 1 argument was given."),
+        ("assign", "but 0 arguments were given."),
+    ],
+)
+def test_argument_count_pluralised(text, ending):
+    with pytest.raises(CommandError) as caught:
+        parse(text)
+
+    assert caught.value.message.endswith(ending)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "x" * 3500,
+        "show " + "9" * 3500,
+        "crit 1 " + "h" * 3500,
+        "assign 1 " + "q" * 3500,
+        "assign 1 <@U" + "A" * 3500 + ">",
+    ],
+)
+def test_error_quotes_short_preview(text):
+    with pytest.raises(CommandError) as caught:
+        parse(text)
+
+    assert len(caught.value.message) < 200
+
+
+def test_preview_cuts_long_values():
+    assert preview("abc") == "'abc'"
+    assert preview("z" * 41) == "'" + "z" * 39 + "…'"
+    assert preview("z" * 40) == "'" + "z" * 40 + "'"
