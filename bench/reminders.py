@@ -138,29 +138,9 @@ def make_due_again(ids: list[int]) -> None:
 def tick_statements_as_sql() -> list[tuple[str, list]]:
     """Return the tick's INSERT and UPDATE for one batch as SQL and parameters."""
     from core.config import get_settings
-    from core.models import Delivery, Task
-    from core.reminders import (
-        BATCH_SIZE,
-        REMINDER_COLUMNS,
-        _has_reminder_or_needs_none,
-        _next_reminder_at,
-        _reminder_rows,
-    )
+    from core.reminders import tick_statements
 
-    settings = get_settings()
-    batch = (
-        Task.select(Task.id)
-        .where(Task.next_reminder_at <= NOW)
-        .order_by(Task.next_reminder_at, Task.id)
-        .limit(BATCH_SIZE)
-    )
-    insert = Delivery.insert_from(
-        _reminder_rows(batch, NOW, settings), REMINDER_COLUMNS
-    ).on_conflict_ignore()
-    update = Task.update(next_reminder_at=_next_reminder_at(NOW, settings)).where(
-        Task.id.in_(batch) & _has_reminder_or_needs_none(NOW)
-    )
-    return [insert.sql(), update.sql()]
+    return tick_statements(NOW, get_settings())
 
 
 def time_tick(ids: list[int]) -> tuple[float, float, float, int]:

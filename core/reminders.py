@@ -14,6 +14,7 @@ import html
 import logging
 import re
 import time
+import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email import policy
@@ -73,28 +74,14 @@ def enqueue_due_reminders(
     """
     now = now or utcnow()
     settings = get_settings()
+    (insert_sql, insert_params), (update_sql, update_params) = tick_statements(
+        now, settings, batch_size
+    )
     result = TickResult()
     while True:
-        batch = (
-            Task.select(Task.id)
-            .where(Task.next_reminder_at <= now)
-            .order_by(Task.next_reminder_at, Task.id)
-            .limit(batch_size)
-        )
         with database.atomic():
-            created = (
-                Delivery.insert_from(
-                    _reminder_rows(batch, now, settings), REMINDER_COLUMNS
-                )
-                .on_conflict_ignore()
-                .as_rowcount()
-                .execute()
-            )
-            advanced = (
-                Task.update(next_reminder_at=_next_reminder_at(now, settings))
-                .where(Task.id.in_(batch) & _has_reminder_or_needs_none(now))
-                .execute()
-            )
+            created = database.execute_sql(insert_sql, insert_params).rowcount
+            advanced = database.execute_sql(update_sql, update_params).rowcount
         result.created += created
         result.due += advanced
         if advanced < batch_size:
@@ -107,6 +94,74 @@ def enqueue_due_reminders(
         result.created,
     )
     return result
+
+
+# The tick's SQL, built once per database, settings and batch size at this
+# reference time. Every time value in it is the tick's time plus a fixed
+# offset (the time itself, or one interval later), so the values for
+# another time are the reference values shifted by the difference.
+_TICK_REFERENCE_TIME = datetime(2000, 1, 1)
+_tick_sql: weakref.WeakKeyDictionary[
+    pw.Database, dict[tuple, list[tuple[str, list]]]
+] = weakref.WeakKeyDictionary()
+
+
+def tick_statements(
+    now: datetime, settings: Settings, batch_size: int = BATCH_SIZE
+) -> list[tuple[str, list]]:
+    """Return the SQL and parameters of one batch of the tick at ``now``.
+
+    The first inserts the reminders of the batch, the second advances the
+    schedule of the same tasks. Building them with Peewee costs more than
+    running them, so the SQL is cached.
+    """
+    key = (
+        settings.triage_email,
+        tuple(settings.intervals.items()),
+        batch_size,
+    )
+    cached = _tick_sql.setdefault(database.obj, {})
+    if key not in cached:
+        cached[key] = [
+            query.sql()
+            for query in _build_tick_statements(
+                _TICK_REFERENCE_TIME, settings, batch_size
+            )
+        ]
+    shift = now - _TICK_REFERENCE_TIME
+    return [
+        (
+            sql,
+            [
+                value + shift if isinstance(value, datetime) else value
+                for value in params
+            ],
+        )
+        for sql, params in cached[key]
+    ]
+
+
+def _build_tick_statements(
+    now: datetime, settings: Settings, batch_size: int
+) -> tuple[pw.Query, pw.Query]:
+    batch = (
+        Task.select(Task.id)
+        .where(Task.next_reminder_at <= now)
+        .order_by(Task.next_reminder_at, Task.id)
+        .limit(batch_size)
+    )
+    insert = Delivery.insert_from(
+        _reminder_rows(batch, now, settings), REMINDER_COLUMNS
+    ).on_conflict_ignore()
+    advance = Task.update(next_reminder_at=_next_reminder_at(now, settings)).where(
+        Task.id.in_(batch)
+    )
+    # SQLite lets one writer in at a time, from its BEGIN IMMEDIATE to its
+    # commit, so both statements see the same due tasks. On PostgreSQL a
+    # second clock's statements can see the first clock's commit in between.
+    if not isinstance(database.obj, pw.SqliteDatabase):
+        advance = advance.where(_has_reminder_or_needs_none(now))
+    return insert, advance
 
 
 REMINDER_COLUMNS = [
@@ -147,18 +202,25 @@ def _reminder_rows(batch: pw.Query, now: datetime, settings: Settings) -> pw.Que
         status = pw.Case(None, [(nobody, "skipped")], "pending")
         error = pw.Case(None, [(nobody, NO_RECIPIENT)], "")
     moment = Delivery.scheduled_at.to_value(now)
-    return Task.select(
-        Task.id,
-        kind,
-        recipient,
-        status,
-        error,
-        pw.Value(0),
-        pw.Value(""),
-        moment,
-        moment,
-        moment,
-    ).where(Task.id.in_(batch) & Task.status.in_(list(KIND_BY_STATUS)))
+    # Joined, not "Task.id IN (batch)": beside the status condition, SQLite
+    # would look each id up in the status index once per status.
+    due = batch.alias("due")
+    return (
+        Task.select(
+            Task.id,
+            kind,
+            recipient,
+            status,
+            error,
+            pw.Value(0),
+            pw.Value(""),
+            moment,
+            moment,
+            moment,
+        )
+        .join(due, on=(Task.id == due.c.id))
+        .where(Task.status.in_(list(KIND_BY_STATUS)))
+    )
 
 
 def _has_reminder_or_needs_none(now: datetime) -> pw.Expression:
@@ -237,10 +299,13 @@ def queue_due_deliveries(
 
 def in_flight_delivery_ids() -> list[int]:
     """Return the ids of deliveries that are queued or being sent."""
+    # The statuses are literals, not parameters, because SQLite uses the
+    # partial index delivery_in_flight only when the query repeats its WHERE.
+    in_flight = pw.SQL("('queued', 'sending')")
     return [
         delivery_id
         for (delivery_id,) in Delivery.select(Delivery.id)
-        .where(Delivery.status.in_(IN_FLIGHT))
+        .where(Delivery.status.in_(in_flight))
         .order_by(Delivery.id)
         .tuples()
     ]
