@@ -54,7 +54,7 @@ def init_app(app: Flask) -> None:
     executor = ThreadPoolExecutor(
         max_workers=COMMAND_THREADS, thread_name_prefix="slack-command"
     )
-    bolt = build_app(settings, client, executor)
+    bolt = build_app(settings, executor)
     handler = SlackRequestHandler(bolt)
     extension = SlackExtension(bolt, handler, executor)
     app.extensions["slack"] = extension
@@ -80,12 +80,9 @@ def start_assignment_notices(
 ) -> AssignmentNotifier | None:
     """Send Slack direct messages for assignments made in this process.
 
-    The web app calls this from init_app. A process that changes tasks without
-    building the app calls it at start. Returns the notifier, or None when
+    The web app calls this from init_app, and the clock process, whose mail
+    poll assigns tasks, calls it at start. Returns the notifier, or None when
     Slack or the notices are off.
-
-    NOTE: the clock process, whose mail poller assigns tasks from incoming
-    mail, does not call this yet, so those assignments send no message.
     """
     notifier = None
     if check_settings(settings) and settings.slack_notify_assignee:

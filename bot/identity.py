@@ -20,11 +20,20 @@ PROFILE_TTL_SECONDS = 600.0
 
 
 class IdentityUnavailable(Exception):
-    """The users.info call failed, and ``detail`` explains it to the user."""
+    """The users.info call for ``user_id`` failed with ``error``.
 
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.detail = detail
+    ``error`` is Slack's error code, such as ``user_not_found``, or the
+    text of the network error. The caller logs it and tells the user.
+    """
+
+    def __init__(self, user_id: str, error: str) -> None:
+        super().__init__(f"users.info failed for Slack user {user_id}: {error}")
+        self.user_id = user_id
+        self.error = error
+
+    @property
+    def not_found(self) -> bool:
+        return self.error == "user_not_found"
 
 
 @dataclass(frozen=True)
@@ -74,17 +83,11 @@ def _fetch(client: WebClient, user_id: str) -> SlackIdentity:
     try:
         response = client.users_info(user=user_id)
     except SlackApiError as exc:
-        error = exc.response.get("error", "unknown_error")
-        logger.warning("users.info failed for Slack user %s: %s", user_id, error)
         raise IdentityUnavailable(
-            f"Slack did not return your profile ({error}), so I cannot tell who "
-            "you are. Try again in a minute."
+            user_id, exc.response.get("error", "unknown_error")
         ) from None
-    except SlackClientError as exc:
-        logger.warning("users.info failed for Slack user %s: %s", user_id, exc)
-        raise IdentityUnavailable(
-            "Slack could not be reached to look up your profile. Try again in a minute."
-        ) from None
+    except (SlackClientError, OSError) as exc:
+        raise IdentityUnavailable(user_id, str(exc) or type(exc).__name__) from None
 
     return identity_from_user(user_id, response.get("user") or {})
 
@@ -103,8 +106,7 @@ def identity_from_user(user_id: str, user: dict) -> SlackIdentity:
         return SlackIdentity(
             user_id,
             "",
-            "the Slack profile has no email address that this app may read, "
-            "and every task change is made in the name of an email address",
+            "the Slack profile has no email address that this app may read",
         )
     # Slack sends is_email_confirmed only in some workspaces; when it is
     # present and false, the address was never verified.

@@ -17,6 +17,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot import views
+from bot.mrkdwn import code, plain
 from core.config import Settings
 from core.tasks import Actor, task_changed
 
@@ -31,7 +32,9 @@ class AssignmentNotice:
     subject: str
     assignee: str
     assigned_by: str
+    # The Gmail link to the thread, or "" with the thread id as text instead.
     link: str
+    thread_id: str
 
 
 class AssignmentNotifier:
@@ -60,7 +63,8 @@ class AssignmentNotifier:
             subject=task.subject or "(no subject)",
             assignee=task.assigned_to,
             assigned_by=actor.email,
-            link=views.thread_url(task, self.settings),
+            link=views.thread_url(task) or "",
+            thread_id=task.thread_id or "",
         )
         self.executor.submit(self.send, notice)
 
@@ -103,16 +107,22 @@ class AssignmentNotifier:
 
 
 def _text(notice: AssignmentNotice) -> str:
-    return (
-        f"{notice.assigned_by} assigned task #{notice.task_id} to you: {notice.subject}"
-    )
+    assigned_by = plain(notice.assigned_by, views.ADDRESS_CHARS)
+    subject = plain(notice.subject, views.NOTIFICATION_SUBJECT_CHARS)
+    return f"{assigned_by} assigned task #{notice.task_id} to you: {subject}"
 
 
 def _blocks(notice: AssignmentNotice) -> views.Blocks:
+    subject = plain(notice.subject, views.DETAIL_SUBJECT_CHARS)
+    if notice.link:
+        thread = f"<{notice.link}|{subject}>"
+    else:
+        thread_id = code(notice.thread_id, views.THREAD_ID_CHARS)
+        thread = f"{subject}\nthread {thread_id}"
+    assigned_by = plain(notice.assigned_by, views.ADDRESS_CHARS)
     return [
         views.section(
-            f"{views.escape(notice.assigned_by)} assigned task *#{notice.task_id}* "
-            f"to you:\n<{notice.link}|{views.escape(notice.subject)}>"
+            f"{assigned_by} assigned task *#{notice.task_id}* to you:\n{thread}"
         )
     ]
 

@@ -19,7 +19,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackClientError
 
 from bot import actions, dedup, views
-from bot.commands import FORMS, Command, CommandError, parse
+from bot.commands import Command, CommandError, parse
 from bot.identity import IdentityCache, IdentityUnavailable, SlackIdentity
 from core.config import Settings
 from core.db import database
@@ -29,6 +29,11 @@ logger = logging.getLogger(__name__)
 
 # Seconds the Web API client waits for Slack before giving up.
 WEB_API_TIMEOUT = 10
+NO_USER_MESSAGE = (
+    "Slack sent this command without a user id, so threadtask cannot tell who "
+    "sent it and did nothing. Try again, and if this repeats, ask a Slack admin "
+    "to check the app."
+)
 
 
 def build_client(settings: Settings) -> WebClient:
@@ -39,20 +44,26 @@ def build_client(settings: Settings) -> WebClient:
     )
 
 
-def build_app(
-    settings: Settings, client: WebClient, executor: ThreadPoolExecutor
-) -> App:
+def build_app(settings: Settings, executor: ThreadPoolExecutor) -> App:
     """Build the bolt App with the slash command registered."""
+    # Bolt (1.30, App.__init__) logs "token will be unused" when it gets a
+    # client and a token, and it reads SLACK_BOT_TOKEN from the environment
+    # when no token is passed. So it gets the token and builds its own client,
+    # which is then pointed at the configured Web API.
     bolt = App(
         name="threadtask",
         signing_secret=settings.slack_signing_secret,
-        client=client,
+        token=settings.slack_bot_token,
         # Checking the token here would call Slack whenever the web app is
         # built, CLI commands included; bolt checks it on the first request.
         token_verification_enabled=False,
         listener_executor=executor,
         logger=logging.getLogger("bot.bolt"),
     )
+    # Bolt copies both into the client it builds for each request.
+    bolt.client.base_url = settings.slack_api_base_url
+    bolt.client.timeout = WEB_API_TIMEOUT
+
     handler = CommandHandler(settings, IdentityCache())
     bolt.command(settings.slack_command)(
         ack=handler.acknowledge, lazy=[handler.run_and_reply]
@@ -85,11 +96,20 @@ class CommandHandler:
 
     def acknowledge(self, ack: Ack, command: dict) -> None:
         """Reply at once to help and malformed commands, and acknowledge the rest."""
+        if not command.get("user_id"):
+            logger.warning(
+                "Slack command from team %s has no user_id; rejected",
+                command.get("team_id", ""),
+            )
+            text, blocks = views.problem(NO_USER_MESSAGE)
+            ack(text=text, blocks=blocks, response_type="ephemeral")
+            return
+
         try:
             parsed = parse(command.get("text", ""))
         except CommandError as exc:
             text, blocks = views.problem(
-                exc.message, self.settings.slack_command, exc.form
+                exc.message, views.usage(self.settings.slack_command, exc.form)
             )
             ack(text=text, blocks=blocks, response_type="ephemeral")
             return
@@ -109,6 +129,9 @@ class CommandHandler:
         respond: Respond,
     ) -> None:
         """Run the command after the acknowledgement and send the reply."""
+        user_id = command.get("user_id", "")
+        if not user_id:
+            return
         try:
             parsed = parse(command.get("text", ""))
         except CommandError:
@@ -116,7 +139,6 @@ class CommandHandler:
         if parsed.name == "help":
             return
 
-        user_id = command.get("user_id", "")
         retry = request.headers.get("x-slack-retry-num", [""])[0]
         if retry:
             logger.info(
@@ -129,9 +151,7 @@ class CommandHandler:
             logger.exception("Slack user %s: %s command failed", user_id, parsed.name)
             reply = actions.problem_reply(
                 "Something failed on the server, and the error is logged. "
-                "Try again later.",
-                self.settings,
-                None,
+                "Try again later."
             )
 
         if reply is None:
@@ -145,10 +165,7 @@ class CommandHandler:
         )
         if reply.announcement and self.settings.slack_announce:
             send_reply(
-                respond,
-                user_id,
-                text=views.escape(reply.announcement),
-                response_type="in_channel",
+                respond, user_id, text=reply.announcement, response_type="in_channel"
             )
 
     def run(
@@ -163,16 +180,22 @@ class CommandHandler:
         try:
             caller = self.identities.lookup(client, user_id)
         except IdentityUnavailable as exc:
-            return actions.problem_reply(exc.detail, self.settings, None)
+            logger.warning(
+                "Slack user %s: profile look-up failed: %s", user_id, exc.error
+            )
+            return actions.problem_reply(
+                f"Slack did not return your profile ({exc.error}), so I cannot tell "
+                "who you are. Try again in a minute."
+            )
 
         try:
             if command.name == "list":
                 return actions.list_tasks(command, caller, self.settings)
             if command.name == "show":
-                return actions.show_task(command, self.settings)
+                return actions.show_task(command)
             return self.change(command, caller, client, body, raw_body)
         except (TaskError, CommandError) as exc:
-            return self.rejection_reply(command, exc)
+            return self.rejection_reply(exc)
 
     def change(
         self,
@@ -185,10 +208,9 @@ class CommandHandler:
         """Apply a change once, however often Slack sends the request."""
         if not caller.email:
             return actions.problem_reply(
-                f"You cannot change tasks from Slack because {caller.reason}. "
-                "Ask a Slack admin to add a verified email address to your profile.",
-                self.settings,
-                None,
+                f"You cannot change tasks from Slack because {caller.reason}, and "
+                "every change is made in the name of an email address. Ask a Slack "
+                "admin to add a verified email address to your profile."
             )
 
         key = dedup.request_key(body, raw_body)
@@ -201,21 +223,21 @@ class CommandHandler:
             )
             return None
         try:
-            return actions.change_task(
-                command, caller, client, self.identities, self.settings
-            )
+            return actions.change_task(command, caller, client, self.identities)
         except Exception:
             # The change was not applied, so a retry may try again.
             dedup.release(key)
             raise
 
-    def rejection_reply(
-        self, command: Command, exc: TaskError | CommandError
-    ) -> actions.Reply:
-        message = exc.detail if isinstance(exc, TaskError) else exc.message
+    def rejection_reply(self, exc: TaskError | CommandError) -> actions.Reply:
+        """Explain a rejected command.
+
+        The command parsed, so the reply has no usage hint: the core refused
+        the change, or the named assignee has no usable email.
+        """
+        if isinstance(exc, CommandError):
+            return actions.problem_reply(exc.message)
         if isinstance(exc, NotFound):
-            message += f" `{self.settings.slack_command} list` shows your tasks."
-        form = exc.form if isinstance(exc, CommandError) else None
-        return actions.problem_reply(
-            message, self.settings, form or FORMS[command.name]
-        )
+            hint = f"`{self.settings.slack_command} list` shows your tasks."
+            return actions.problem_reply(exc.detail, hint)
+        return actions.problem_reply(exc.detail)

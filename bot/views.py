@@ -1,7 +1,10 @@
 """Block Kit messages for the slash command replies.
 
 Each builder returns ``(text, blocks)``: Slack shows ``text`` in
-notifications and where blocks cannot be shown.
+notifications and where blocks cannot be shown, and renders both as mrkdwn.
+Every value that comes from mail, users or Slack goes through
+``mrkdwn.plain`` or ``mrkdwn.code``, so it is shown as written and cut to a
+budget that counts its escaped length.
 """
 
 from __future__ import annotations
@@ -12,23 +15,30 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-from core.config import Settings
+from bot.mrkdwn import code, plain
 from core.models import Delivery, Event, Task
 from core.timeutil import isoformat
 
 Blocks = list[dict[str, Any]]
-MAX_SUBJECT_CHARS = 150
-# Slack rejects a section longer than 3000 characters, and five changes of a
-# 998-character subject would pass that, so each shown value is shortened.
-MAX_VALUE_CHARS = 80
 
+# Slack rejects a message whose section text is longer than 3000 characters.
+# The budgets below, in characters after escaping, keep the longest section
+# (five events or five reminders) under that limit with room to spare.
+LIST_SUBJECT_CHARS = 150
+DETAIL_SUBJECT_CHARS = 2000
+NOTIFICATION_SUBJECT_CHARS = 300
+ADDRESS_CHARS = 120
+VALUE_CHARS = 80
+ERROR_CHARS = 160
+THREAD_ID_CHARS = 120
+QUERY_CHARS = 120
+PROBLEM_CHARS = 1000
+# Field names, channels, kinds and statuses come from the core and are short.
+NAME_CHARS = 40
 
-def escape(text: str) -> str:
-    """Escape the three characters that Slack's mrkdwn treats as markup.
-
-    https://api.slack.com/reference/surfaces/formatting#escaping
-    """
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+# The Gmail web app's link to a thread by id, the form the Gmail add-on uses.
+# "u/0" is the first Google account signed in to the browser.
+GMAIL_THREAD_URL = "https://mail.google.com/mail/u/0/#all/"
 
 
 def section(text: str) -> dict[str, Any]:
@@ -39,12 +49,25 @@ def context(text: str) -> dict[str, Any]:
     return {"type": "context", "elements": [{"type": "mrkdwn", "text": text}]}
 
 
-def thread_url(task: Task, settings: Settings) -> str:
-    """Return a link to the task's email thread, or to the task itself."""
-    if settings.mail_backend == "gmail":
-        account = quote(settings.mailbox_address, safe="@")
-        return f"https://mail.google.com/mail/u/{account}/#all/{quote(task.thread_id)}"
-    return f"{settings.public_base_url.rstrip('/')}/tasks/{task.id}"
+def thread_url(task: Task) -> str | None:
+    """Return the Gmail web link to the task's thread, or None.
+
+    Gmail thread ids are hexadecimal. A thread id with "@" or "<" in it is a
+    Message-ID, which the mail reader stores when the mailbox has no thread
+    ids of its own (Maildir), and which no Gmail link by id can open.
+    """
+    thread_id = task.thread_id or ""
+    if not thread_id or "@" in thread_id or "<" in thread_id:
+        return None
+    return GMAIL_THREAD_URL + quote(thread_id, safe="")
+
+
+def thread_reference(task: Task, label: str) -> str:
+    """Return a link to the thread with ``label``, or the thread id as text."""
+    url = thread_url(task)
+    if url is None:
+        return f"thread {code(task.thread_id or '(none)', THREAD_ID_CHARS)}"
+    return f"<{url}|{label}>"
 
 
 def slack_date(value: datetime | None) -> str:
@@ -55,32 +78,32 @@ def slack_date(value: datetime | None) -> str:
     return f"<!date^{seconds}^{{date_short_pretty}} {{time}}|{isoformat(value)}>"
 
 
-def shorten(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def subject_of(task: Task, limit: int) -> str:
+    return plain(task.subject or "(no subject)", limit)
 
 
-def task_line(task: Task, settings: Settings) -> str:
-    subject = shorten(task.subject or "(no subject)", MAX_SUBJECT_CHARS)
-    assignee = escape(task.assigned_to) if task.assigned_to else "unassigned"
+def task_line(task: Task) -> str:
+    assignee = (
+        plain(task.assigned_to, ADDRESS_CHARS) if task.assigned_to else "unassigned"
+    )
     return (
-        f"*#{task.id}* {escape(subject)}\n"
+        f"*#{task.id}* {subject_of(task, LIST_SUBJECT_CHARS)}\n"
         f"{task.status} · {task.criticality} · {assignee} · "
-        f"<{thread_url(task, settings)}|thread>"
+        f"{thread_reference(task, 'thread')}"
     )
 
 
-def task_list(
-    tasks: Sequence[Task], total: int, query: str, settings: Settings
-) -> tuple[str, Blocks]:
+def task_list(tasks: Sequence[Task], total: int, query: str) -> tuple[str, Blocks]:
     """Render up to one page of tasks, newest first, with a count of the rest."""
+    shown_query = code(query, QUERY_CHARS)
     if not tasks:
-        text = f"No tasks match `{escape(query)}`."
+        text = f"No tasks match {shown_query}."
         return text, [section(text)]
 
     matches = "1 task matches" if total == 1 else f"{total} tasks match"
-    text = f"{matches} `{escape(query)}`"
+    text = f"{matches} {shown_query}"
     blocks: Blocks = [section(f"{text}, newest first:")]
-    blocks += [section(task_line(task, settings)) for task in tasks]
+    blocks += [section(task_line(task)) for task in tasks]
     if total > len(tasks):
         blocks.append(
             context(
@@ -91,25 +114,25 @@ def task_list(
 
 
 def task_detail(
-    task: Task,
-    events: Sequence[Event],
-    deliveries: Sequence[Delivery],
-    settings: Settings,
+    task: Task, events: Sequence[Event], deliveries: Sequence[Delivery]
 ) -> tuple[str, Blocks]:
     """Render one task with its latest events and reminders."""
-    text = f"Task #{task.id}: {task.subject or '(no subject)'}"
+    text = f"Task #{task.id}: {subject_of(task, NOTIFICATION_SUBJECT_CHARS)}"
+    assignee = plain(task.assigned_to, ADDRESS_CHARS) or "nobody"
     fields = (
         f"*Status:* {task.status}    *Criticality:* {task.criticality}\n"
-        f"*Assigned to:* {escape(task.assigned_to) or 'nobody'}    "
-        f"*Created by:* {escape(task.creator_email)}\n"
+        f"*Assigned to:* {assignee}    "
+        f"*Created by:* {plain(task.creator_email, ADDRESS_CHARS)}\n"
         f"*Created:* {slack_date(task.created_at)}    "
         f"*Next reminder:* {slack_date(task.next_reminder_at)}\n"
-        f"<{thread_url(task, settings)}|Open the thread>"
+        f"{thread_reference(task, 'Open the thread')}"
     )
-    blocks: Blocks = [section(f"*#{task.id}* {escape(task.subject or '(no subject)')}")]
-    blocks.append(section(fields))
-    blocks.append(section("*Latest changes*\n" + _event_lines(events)))
-    blocks.append(section("*Reminders*\n" + _delivery_lines(deliveries)))
+    blocks: Blocks = [
+        section(f"*#{task.id}* {subject_of(task, DETAIL_SUBJECT_CHARS)}"),
+        section(fields),
+        section("*Latest changes*\n" + _event_lines(events)),
+        section("*Reminders*\n" + _delivery_lines(deliveries)),
+    ]
     return text, blocks
 
 
@@ -122,19 +145,19 @@ def _event_lines(events: Sequence[Event]) -> str:
             "created the task"
             if event.field == "created"
             else (
-                f"set {event.field} from {_value(event.old_value)} "
+                f"set {plain(event.field, NAME_CHARS)} from {_value(event.old_value)} "
                 f"to {_value(event.new_value)}"
             )
         )
         lines.append(
-            f"{slack_date(event.created_at)} {escape(event.actor)} "
-            f"({event.channel}) {change}"
+            f"{slack_date(event.created_at)} {plain(event.actor, ADDRESS_CHARS)} "
+            f"({plain(event.channel, NAME_CHARS)}) {change}"
         )
     return "\n".join(lines)
 
 
 def _value(value: str | None) -> str:
-    return escape(shorten(value or "(empty)", MAX_VALUE_CHARS))
+    return plain(value or "(empty)", VALUE_CHARS)
 
 
 def _delivery_lines(deliveries: Sequence[Delivery]) -> str:
@@ -143,14 +166,14 @@ def _delivery_lines(deliveries: Sequence[Delivery]) -> str:
     lines = []
     for delivery in deliveries:
         when = delivery.sent_at or delivery.scheduled_at
-        line = (
-            f"{slack_date(when)} {delivery.kind} to "
-            f"{escape(delivery.recipient) or '(default recipient)'}: {delivery.status}"
-        )
+        recipient = plain(delivery.recipient, ADDRESS_CHARS) or "(default recipient)"
+        kind = plain(delivery.kind, NAME_CHARS)
+        status = plain(delivery.status, NAME_CHARS)
+        line = f"{slack_date(when)} {kind} to {recipient}: {status}"
         if delivery.attempts > 1:
             line += f" after {delivery.attempts} attempts"
         if delivery.error:
-            line += f" ({escape(delivery.error[:200])})"
+            line += f" ({plain(delivery.error, ERROR_CHARS)})"
         lines.append(line)
     return "\n".join(lines)
 
@@ -175,16 +198,25 @@ def help_message(command: str) -> tuple[str, Blocks]:
         ("crit 42 high", "Set the criticality: low, medium, high or critical."),
         ("assign 42 @alex", "Assign task 42 to a Slack user, an email address or me."),
     ]
-    lines = [f"`{command} {example}`  {escape(what)}" for example, what in examples]
+    lines = [f"`{command} {example}`  {what}" for example, what in examples]
     text = f"Commands of {command}:"
     return text, [section(f"*{text}*\n" + "\n".join(lines))]
 
 
-def problem(message: str, command: str, form: str | None) -> tuple[str, Blocks]:
-    """Explain what went wrong and, when known, the correct form."""
-    text = message
+def problem(message: str, hint: str = "") -> tuple[str, Blocks]:
+    """Explain what went wrong, then what to do next.
+
+    ``message`` is plain text that may quote the user's input, and is cut to
+    PROBLEM_CHARS. ``hint`` is mrkdwn written by this app.
+    """
+    text = plain(message, PROBLEM_CHARS)
+    if hint:
+        text += "\n" + hint
+    return text, [section(text)]
+
+
+def usage(command: str, form: str | None) -> str:
+    """Return the hint with the correct form of a command, or the help command."""
     if form:
-        text += f"\nUse: `{command} {form}`"
-    else:
-        text += f"\nSee `{command} help` for the commands."
-    return text, [section(escape(message) + text[len(message) :])]
+        return f"Use: `{command} {form}`"
+    return f"See `{command} help` for the commands."

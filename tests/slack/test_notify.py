@@ -9,7 +9,7 @@ import pytest
 from core import tasks
 from core.models import Task
 from tests.conftest import ASSIGNEE, CREATOR, STRANGER, actor
-from tests.slack.conftest import ASSIGNEE_ID, CREATOR_ID, STRANGER_ID
+from tests.slack.conftest import ASSIGNEE_ID, CREATOR_ID, STRANGER_ID, visible
 
 
 @pytest.fixture
@@ -134,3 +134,36 @@ def test_shutdown_stops_notices(slack, task, caplog):
 
     assert slack.server.calls("/api/users.lookupByEmail") == []
     assert caplog.text == ""
+
+
+def test_direct_message_escapes_subject(slack, db):
+    subject = "<!channel> ping <https://evil.example|click me> *now*"
+    task = tasks.create_task(
+        actor(CREATOR), {"thread_id": "18c2a5f0e1d2b3a4", "subject": subject}
+    )
+
+    tasks.update_task(actor(CREATOR), task.id, {"assigned_to": ASSIGNEE})
+    slack.finish()
+
+    (posted,) = slack.server.calls("/api/chat.postMessage")
+    text = posted.params["text"]
+    block = posted.params["blocks"][0]["text"]["text"]
+    assert "<" not in text
+    assert visible(text) == f"{CREATOR} assigned task #{task.id} to you: {subject}"
+    url = "https://mail.google.com/mail/u/0/#all/18c2a5f0e1d2b3a4"
+    assert f"<{url}|&lt;!channel&gt; ping" in block
+    assert block.count("<") == 1
+
+
+def test_direct_message_without_gmail_thread(slack, db):
+    task = tasks.create_task(
+        actor(CREATOR), {"thread_id": "<m1@mail.example.com>", "subject": "VPN"}
+    )
+
+    tasks.update_task(actor(CREATOR), task.id, {"assigned_to": ASSIGNEE})
+    slack.finish()
+
+    (posted,) = slack.server.calls("/api/chat.postMessage")
+    block = posted.params["blocks"][0]["text"]["text"]
+    assert block.endswith("to you:\nVPN\nthread `&lt;m1@mail.example.com&gt;`")
+    assert "http" not in block

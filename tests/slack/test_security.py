@@ -18,11 +18,13 @@ from tests.conftest import ASSIGNEE, CREATOR, actor
 from tests.slack.conftest import (
     ASSIGNEE_ID,
     BOT_ID,
+    BOT_TOKEN,
     CREATOR_ID,
     NO_EMAIL_ID,
     SIGNING_SECRET,
     SLACK_CORPUS,
     STRANGER_ID,
+    visible,
 )
 
 
@@ -180,6 +182,7 @@ def test_user_without_email_changes_nothing(slack, task):
 
     assert "You cannot change tasks from Slack" in reply["text"]
     assert "no email address" in reply["text"]
+    assert "every change is made in the name of an email address" in reply["text"]
     assert reply["response_type"] == "ephemeral"
     assert Task.get_by_id(task.id).status == "open"
     assert status_events(task.id) == 0
@@ -200,6 +203,7 @@ def test_user_without_email_told_why_for_own_list(slack, task):
 
     assert "I cannot list the tasks assigned to you" in own["text"]
     assert "no email address" in own["text"]
+    assert "change" not in own["text"]
     assert "1 task matches" in by_query["text"]
 
 
@@ -207,7 +211,7 @@ def test_unknown_slack_user_told_why(slack, task):
     reply = slack.reply(f"fixed {task.id}", "U0GONE")
     slack.finish()
 
-    assert "user_not_found" in reply["text"]
+    assert "user_not_found" in visible(reply["text"])
     assert Task.get_by_id(task.id).status == "open"
 
 
@@ -263,3 +267,36 @@ def test_invalid_command_name_rejected(make_settings, slack_settings):
 
     with pytest.raises(ConfigError, match="SLACK_COMMAND"):
         create_app(settings)
+
+
+@pytest.mark.parametrize("present", [True, False])
+def test_request_without_user_rejected(slack, task, present):
+    body = slack.body(f"fixed {task.id}", "")
+    if not present:
+        body = "&".join(p for p in body.split("&") if not p.startswith("user_id="))
+
+    response = slack.post(body)
+    slack.finish()
+
+    message = response.get_json()
+    assert response.status_code == 200
+    assert message["response_type"] == "ephemeral"
+    assert message["text"].startswith("Slack sent this command without a user id")
+    assert slack.server.calls("/api/users.info") == []
+    assert slack.server.calls("/respond/") == []
+    assert Task.get_by_id(task.id).status == "open"
+
+
+def test_app_built_without_token_warning(
+    make_settings, slack_settings, monkeypatch, caplog
+):
+    from wsgi import create_app
+
+    # Bolt also reads the token from the environment, as a deployment sets it.
+    monkeypatch.setenv("SLACK_BOT_TOKEN", BOT_TOKEN)
+
+    with caplog.at_level(logging.DEBUG, logger="bot.bolt"):
+        flask_app = create_app(make_settings(**slack_settings))
+    flask_app.extensions["slack"].shutdown()
+
+    assert [r for r in caplog.records if r.name.startswith("bot.bolt")] == []
