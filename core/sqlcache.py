@@ -2,7 +2,8 @@
 
 Peewee renders a query's SQL on every execution, which costs more than the
 query itself for one-row lookups on SQLite. A cached query is built once per
-database with placeholder values and then run with ``Model.raw``.
+database with placeholder values and then run with ``Model.raw`` or
+``execute_sql``.
 """
 
 from __future__ import annotations
@@ -33,6 +34,21 @@ def cached_select(
     ``params`` must give a value for each parameter of the built query, in
     the order its SQL uses them (LIMIT values count too).
     """
+    return model.raw(_sql(key, build, params), *params)
+
+
+def cached_execute(
+    key: str, build: Callable[[], pw.Query], params: Sequence[Any]
+) -> None:
+    """Execute the statement that ``build`` returns, with ``params`` as its values.
+
+    Values go to the driver as they are, so ``params`` may hold only what it
+    accepts: strings, numbers, None and datetimes.
+    """
+    database.execute_sql(_sql(key, build, params), list(params))
+
+
+def _sql(key: str, build: Callable[[], pw.Query], params: Sequence[Any]) -> str:
     queries = _cache.setdefault(database.obj, {})
     cached = queries.get(key)
     if cached is None:
@@ -42,4 +58,4 @@ def cached_select(
     sql, count = cached
     if len(params) != count:
         raise ValueError(f"query {key!r} takes {count} parameters, not {len(params)}")
-    return model.raw(sql, *params)
+    return sql

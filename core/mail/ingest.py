@@ -31,8 +31,8 @@ from core.mail.parse import (
     parse_message,
     peek_message_id,
 )
-from core.mail.sql import cached_execute, cached_raw
 from core.models import Delivery, Event, MailMessage, Task
+from core.sqlcache import cached_execute, cached_select
 from core.tasks import MAX_SUBJECT_LENGTH, Actor, create_task, update_task
 from core.timeutil import utcnow
 
@@ -132,7 +132,7 @@ _OWN_REASON = "sent by threadtask (its Message-ID was recorded when it was sent)
 
 
 def _row_for(message_id: str) -> MailMessage | None:
-    rows = cached_raw(
+    rows = cached_select(
         MailMessage,
         "mail-message-by-id",
         lambda: MailMessage.select().where(MailMessage.message_id == ""),
@@ -333,7 +333,7 @@ def _task_for_ids(ids: list[str]) -> Task | None:
     if not ids:
         return None
     count = len(ids)
-    rows = cached_raw(
+    rows = cached_select(
         Task,
         f"task-by-message-ids-{count}",
         lambda: (
