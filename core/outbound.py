@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import logging
 import os
-import tempfile
 from dataclasses import dataclass
 from email import message_from_binary_file, policy
 from email.message import EmailMessage
@@ -104,9 +103,11 @@ class OutboxTransport:
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
-    descriptor, temporary = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
-    )
+    # One name per email, not a random one: only the sender holding the
+    # delivery's claim writes it, and a file left by a sender that died is
+    # truncated and written again.
+    temporary = path.with_name(f".{path.name}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(data)
@@ -114,7 +115,7 @@ def _write_atomically(path: Path, data: bytes) -> None:
             os.fsync(handle.fileno())
         os.replace(temporary, path)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
     directory = os.open(path.parent, os.O_RDONLY)
     try:
