@@ -162,6 +162,7 @@ def main() -> None:
             sys.executable,
             "-m",
             "gunicorn",
+            "--no-control-socket",
             "--workers",
             "1",
             "--bind",
