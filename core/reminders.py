@@ -71,7 +71,8 @@ class TickResult:
 def execute_cached(key: str, build: Callable[[], pw.Query], params: list) -> int:
     """Run the statement ``build`` returns, reusing its SQL; return the row count.
 
-    ``params`` are the statement's values in the order its SQL uses them.
+    Unlike ``core.sqlcache.cached_execute`` it returns the row count, which
+    the claim needs. ``params`` are the values in the order its SQL uses them.
     The first call per database checks them against the values Peewee built,
     so a wrong order fails at once instead of writing to the wrong columns.
     """
@@ -309,12 +310,7 @@ def queue_due_deliveries(
     """
     now = now or utcnow()
     candidates = [
-        delivery_id
-        for (delivery_id,) in Delivery.select(Delivery.id)
-        .where((Delivery.status == "pending") & (Delivery.scheduled_at <= now))
-        .order_by(Delivery.scheduled_at, Delivery.id)
-        .limit(limit)
-        .tuples()
+        delivery_id for (delivery_id,) in pending_due_query(now, limit).tuples()
     ]
     if not candidates:
         return []
@@ -327,18 +323,31 @@ def queue_due_deliveries(
     return sorted(row.id for row in query.execute())
 
 
+def pending_due_query(now: datetime, limit: int) -> pw.ModelSelect:
+    """Select the ids of pending deliveries due at ``now``, oldest first."""
+    return (
+        Delivery.select(Delivery.id)
+        .where((Delivery.status == "pending") & (Delivery.scheduled_at <= now))
+        .order_by(Delivery.scheduled_at, Delivery.id)
+        .limit(limit)
+    )
+
+
 def in_flight_delivery_ids() -> list[int]:
     """Return the ids of deliveries that are queued or being sent."""
+    return [delivery_id for (delivery_id,) in in_flight_query().tuples()]
+
+
+def in_flight_query() -> pw.ModelSelect:
+    """Select the ids of deliveries that are queued or being sent."""
     # The statuses are literals, not parameters, because SQLite uses the
     # partial index delivery_in_flight only when the query repeats its WHERE.
-    in_flight = pw.SQL("('queued', 'sending')")
-    return [
-        delivery_id
-        for (delivery_id,) in Delivery.select(Delivery.id)
-        .where(Delivery.status.in_(in_flight))
+    statuses = pw.SQL("(" + ", ".join(f"'{status}'" for status in IN_FLIGHT) + ")")
+    return (
+        Delivery.select(Delivery.id)
+        .where(Delivery.status.in_(statuses))
         .order_by(Delivery.id)
-        .tuples()
-    ]
+    )
 
 
 def deliver(
@@ -910,10 +919,11 @@ def render_email(
 
 
 def _text_part(text: str, subtype: str) -> MIMEPart:
-    """Build a UTF-8 text part, encoded as ``set_content`` would encode it.
+    """Build a UTF-8 text part: 7bit or 8bit as ``set_content`` picks, or base64.
 
-    The headers are set as text, which costs a fraction of what
-    ``set_content`` spends on building and rereading them.
+    ``set_content`` costs several times as much, because it builds and
+    rereads the part's headers. Lines too long for SMTP get base64, where it
+    might have picked quoted-printable; either decodes to the same text.
     """
     part = MIMEPart(policy=EMAIL_POLICY)
     part["Content-Type"] = f'text/{subtype}; charset="utf-8"'

@@ -330,3 +330,33 @@ def test_reminder_history_in_task_api(client, as_creator, outbox):
     assert reminders["open_reminder"]["attempts"] == 1
     assert reminders["open_reminder"]["provider_message_id"] == f"{delivery.id:08d}.eml"
     assert reminders["assigned"]["status"] == "queued"
+
+
+def test_non_ascii_subject_sent_as_8bit(db, outbox):
+    task = make_task(criticality="high", subject="Drucker klemmt – bitte prüfen")
+    delivery = queued_reminder(task)
+
+    deliver(delivery.id, outbox, now=DUE)
+
+    [email] = outbox_messages(outbox)
+    plain = email.get_body(("plain",))
+    assert email["Subject"] == "Re: Drucker klemmt – bitte prüfen"
+    assert plain["Content-Transfer-Encoding"] == "8bit"
+    assert "Task: Drucker klemmt – bitte prüfen" in plain.get_content()
+    assert "Drucker klemmt – bitte prüfen" in email.get_body(("html",)).get_content()
+
+
+def test_line_too_long_for_smtp_sent_as_base64(db, outbox):
+    # The longest subject a task takes makes its "Task: ..." line too long.
+    subject = ("Printer jammed again " * 50)[:998].strip()
+    task = make_task(criticality="high", subject=subject)
+    delivery = queued_reminder(task)
+
+    deliver(delivery.id, outbox, now=DUE)
+
+    [path] = outbox.directory.glob("*.eml")
+    [email] = outbox_messages(outbox)
+    plain = email.get_body(("plain",))
+    assert max(len(line) for line in path.read_bytes().splitlines()) <= 998
+    assert plain["Content-Transfer-Encoding"] == "base64"
+    assert f"Task: {subject}" in plain.get_content()
