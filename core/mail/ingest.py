@@ -243,16 +243,17 @@ def _handle_person(
     if thread.task is not None:
         return _update(actor, thread.task, parsed, now)
 
+    assignee, unassigned_reason = _assignee(parsed, mailbox_address, settings)
     fields = {
         "creator_email": parsed.sender,
-        "assigned_to": _assignee(parsed, mailbox_address, settings),
+        "assigned_to": assignee,
         "subject": parsed.subject[:MAX_SUBJECT_LENGTH],
         "thread_id": incoming.thread_id or parsed.thread_root,
         "latest_message_id": parsed.message_id,
         "html": parsed.html,
     }
     try:
-        task = create_task(actor, fields, now=now)
+        task = _create(actor, fields, now)
     except Conflict as exc:
         # The thread root names a task that this message did not reference,
         # such as a reply that arrived before the message it replies to.
@@ -260,10 +261,30 @@ def _handle_person(
             raise
         return _update(actor, Task.get_by_id(exc.existing_task_id), parsed, now)
     except InvalidField as exc:
-        return Outcome(
-            IGNORED, parsed.message_id, f"not accepted as a task: {exc.detail}"
+        if exc.field != "assigned_to":
+            return Outcome(
+                IGNORED, parsed.message_id, f"not accepted as a task: {exc.detail}"
+            )
+        # An address the reader accepted and the task rules reject must not
+        # lose the email: the task is created without an assignee.
+        unassigned_reason = f"no assignee: {exc.detail}"
+        task = _create(actor, {**fields, "assigned_to": ""}, now)
+    if unassigned_reason:
+        logger.warning(
+            "mail %s: task %s created without an assignee (%s)",
+            parsed.message_id,
+            task.id,
+            unassigned_reason,
         )
-    return Outcome(CREATED, parsed.message_id, "", task.id, task.thread_id)
+    return Outcome(
+        CREATED, parsed.message_id, unassigned_reason, task.id, task.thread_id
+    )
+
+
+def _create(actor: Actor, fields: dict[str, str], now: datetime) -> Task:
+    # A savepoint, so a rejected first try leaves the transaction usable.
+    with database.atomic():
+        return create_task(actor, fields, now=now)
 
 
 def _update(actor: Actor, task: Task, parsed: ParsedMessage, now: datetime) -> Outcome:
@@ -276,16 +297,28 @@ def _update(actor: Actor, task: Task, parsed: ParsedMessage, now: datetime) -> O
     return Outcome(UPDATED, parsed.message_id, "", task.id, task.thread_id)
 
 
-def _assignee(parsed: ParsedMessage, mailbox_address: str, settings: Settings) -> str:
-    """Return the first To or Cc address that is neither the tracker nor the sender."""
+def _assignee(
+    parsed: ParsedMessage, mailbox_address: str, settings: Settings
+) -> tuple[str, str]:
+    """Return the first To or Cc address that is neither the tracker nor the sender.
+
+    When that address is invalid, the task gets no assignee, rather than the
+    next address in the list, and the second value says why.
+    """
     allowed = settings.allowed_email_domains
-    for address in [*parsed.to, *parsed.cc]:
+    for recipient in parsed.recipients:
+        address = recipient.address
+        if recipient.error:
+            return "", (
+                f"no assignee: the {recipient.header} address "
+                f"{recipient.text[:100]!r} is invalid ({recipient.error})"
+            )
         if address in (mailbox_address, parsed.sender):
             continue
         if allowed and address.rsplit("@", 1)[-1] not in allowed:
             continue
-        return address
-    return ""
+        return address, ""
+    return "", ""
 
 
 @dataclass

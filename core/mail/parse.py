@@ -14,18 +14,18 @@ import html
 import logging
 import re
 from dataclasses import dataclass, field
+from email import _header_value_parser as address_parser
 from email import message_from_bytes, policy
 from email.header import decode_header, make_header
 from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage, Message
 from email.parser import BytesHeaderParser, BytesParser
 from email.policy import compat32
-from email.utils import parseaddr
 
 import nh3
 from charset_normalizer import from_bytes
 
-from core.emails import all_addresses, normalize_email, normalize_message_id
+from core.emails import address_from_parts, normalize_message_id
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +111,16 @@ class Attachment:
         }
 
 
+@dataclass(frozen=True)
+class Recipient:
+    """One address of an address header: normalised, or why it is invalid."""
+
+    header: str
+    text: str
+    address: str = ""
+    error: str = ""
+
+
 @dataclass
 class ParsedMessage:
     """The facts of one email, decoded, with the parsed message kept for checks."""
@@ -124,6 +134,8 @@ class ParsedMessage:
     subject: str
     to: list[str]
     cc: list[str]
+    # Every address of To, then of Cc, in order, the invalid ones included.
+    recipients: list[Recipient]
     in_reply_to: list[str]
     references: list[str]
     html: str
@@ -159,6 +171,7 @@ def parse_message(raw: bytes) -> ParsedMessage:
     text_part = _body_part(message, ("plain",))
     html_body = body_html(message, html_part, text_part)
     sender_name, sender = _sender(message)
+    recipients = [*_recipients(message, "To"), *_recipients(message, "Cc")]
 
     return ParsedMessage(
         message=message,
@@ -168,8 +181,13 @@ def parse_message(raw: bytes) -> ParsedMessage:
         sender=sender,
         sender_name=sender_name,
         subject=" ".join(header_text(message, "Subject").replace("\0", "").split()),
-        to=_addresses(message, "To"),
-        cc=_addresses(message, "Cc"),
+        to=[
+            item.address for item in recipients if item.header == "To" and item.address
+        ],
+        cc=[
+            item.address for item in recipients if item.header == "Cc" and item.address
+        ],
+        recipients=recipients,
         in_reply_to=_all_ids(header_text(message, "In-Reply-To")),
         references=_all_ids(header_text(message, "References")),
         # PostgreSQL text cannot contain NUL, and no mail client means one.
@@ -356,42 +374,90 @@ _CP1252_FALLBACK = "threadtask-cp1252"
 codecs.register_error(_CP1252_FALLBACK, _cp1252_fallback)
 
 
-def _sender(message: Message) -> tuple[str, str]:
-    value = raw_header_text(message, "From")
-    name, address = parseaddr(value)
-    # parseaddr misreads an unquoted display name that contains "@" (Outlook
-    # writes them), so an address in angle brackets wins when there is one.
-    bracketed = re.findall(r"<([^<>@\s]+@[^<>\s]+)>", value)
-    if bracketed:
-        address = bracketed[-1]
-    try:
-        return name, normalize_email(address)
-    except ValueError:
-        return name, ""
-
-
-def _addresses(message: Message, name: str) -> list[str]:
-    return all_addresses(raw_header_values(message, name))
-
-
-def raw_header_text(message: Message, name: str) -> str:
-    """Return the first ``name`` header decoded without the structured parser."""
-    values = raw_header_values(message, name)
-    return values[0] if values else ""
-
-
 def raw_header_values(message: Message, name: str) -> list[str]:
-    """Return every ``name`` header decoded without the structured parser.
-
-    The structured address parser of ``policy.default`` rewrites some odd but
-    readable values (an unquoted display name containing "@", a list that
-    starts with a comma), so address headers are read from the raw text.
-    """
+    """Return every ``name`` header unfolded, without decoding encoded-words."""
     return [
-        _decode_raw_header(repair_text(str(value)))
+        "".join(str(value).splitlines())
         for key, value in message.raw_items()
         if key.lower() == name.lower()
     ]
+
+
+def _sender(message: Message) -> tuple[str, str]:
+    for mailbox in _mailboxes(message, "From"):
+        recipient = _recipient("From", mailbox)
+        return " ".join((mailbox.display_name or "").split()), recipient.address
+    return "", ""
+
+
+def _recipients(message: Message, name: str) -> list[Recipient]:
+    return [_recipient(name, mailbox) for mailbox in _mailboxes(message, name)]
+
+
+def _mailboxes(message: Message, name: str) -> list[address_parser.TokenList]:
+    """Return the mailbox tokens of every ``name`` header, in order.
+
+    This is the parser behind ``policy.default``'s address headers, called
+    directly: its header objects raise ValueError for a whole header when
+    an encoded display name decodes to a line break, and they drop the
+    address in angle brackets after an unquoted display name containing
+    "@", which Outlook writes. An encoded-word is decoded only into a
+    display name, so text inside one never becomes an address.
+    """
+    mailboxes = []
+    for key, value in message.raw_items():
+        if key.lower() != name.lower():
+            continue
+        text = "".join(str(value).splitlines())
+        if _has_surrogates(text):
+            # RFC 6532 allows raw UTF-8 here. Other 8-bit bytes become
+            # U+FFFD, which no valid address contains.
+            text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        try:
+            address_list, _ = address_parser.get_address_list(text)
+        except Exception:  # noqa: BLE001 - the parser raises many kinds of error
+            logger.debug("the %s header could not be parsed", key)
+            continue
+        for address in address_list.addresses:
+            mailboxes.extend(address.all_mailboxes)
+    return mailboxes
+
+
+_BRACKETED = re.compile(r"<([^<>\s]+@[^<>\s]+)>")
+
+
+def _recipient(header: str, mailbox: address_parser.TokenList) -> Recipient:
+    """Normalise the address of one mailbox token."""
+    local_part, domain = mailbox.local_part, mailbox.domain
+    text = mailbox.addr_spec or ""
+    if mailbox.token_type == "invalid-mailbox":
+        # An unquoted display name containing "@" ends the parse early; the
+        # address in the last angle brackets outside encoded-words wins.
+        found = _BRACKETED.findall(_text_outside_encoded_words(mailbox))
+        if not found:
+            return Recipient(header, text, error="not an email address")
+        text = found[-1]
+        try:
+            spec, rest = address_parser.get_addr_spec(text)
+        except Exception:  # noqa: BLE001 - the parser raises many kinds of error
+            return Recipient(header, text, error="not an email address")
+        local_part, domain = spec.local_part, spec.domain
+        if rest:
+            return Recipient(header, text, error="not an email address")
+    if not local_part or not domain:
+        return Recipient(header, text, error="not an email address")
+    try:
+        return Recipient(header, text, address_from_parts(local_part, domain))
+    except ValueError as exc:
+        return Recipient(header, text, error=str(exc))
+
+
+def _text_outside_encoded_words(token: object) -> str:
+    if getattr(token, "token_type", "") == "encoded-word":
+        return " "
+    if isinstance(token, address_parser.Terminal):
+        return str(token)
+    return "".join(_text_outside_encoded_words(child) for child in token)
 
 
 # Bodies

@@ -44,7 +44,8 @@ def _manifest() -> list[dict[str, str]]:
 MANIFEST = _manifest()
 
 SENDERS = {
-    "rfc6532-raw-utf8-headers.eml": "jdöe@mächine.example",
+    # The domain is stored in its IDNA ASCII form; the local part stays UTF-8.
+    "rfc6532-raw-utf8-headers.eml": "jdöe@xn--mchine-bua.example",
     "outlook-italian-reply-chain-thread-index.eml": "jang.abcdef@xyzlinux12345678.it",
 }
 SUBJECTS = {
