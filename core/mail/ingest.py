@@ -507,10 +507,15 @@ def quarantine(
 
 
 def _write_raw(directory: Path, incoming: IncomingMessage, now: datetime) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
+    # Raw mail holds personal data, so only the owner may read it. chmod also
+    # covers a folder that an older version created with the umask's mode.
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    directory.chmod(0o700)
     digest = hashlib.sha256(incoming.raw).hexdigest()[:16]
     path = directory / f"{now:%Y%m%dT%H%M%S}-{incoming.source}-{digest}.eml"
     temporary = path.with_name(path.name + ".tmp")
-    temporary.write_bytes(incoming.raw)
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(incoming.raw)
     os.replace(temporary, path)
     return path

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import threading
 import uuid
 from datetime import datetime
@@ -577,6 +579,20 @@ def test_oversized_message_quarantined(make_settings, app, maildir):
     assert row.raw_path.startswith(str(settings.data_dir / "quarantine"))
     assert MailMessage.get(MailMessage.outcome == "quarantined").reason == row.error
     assert maildir.new() == []
+
+
+def test_quarantine_readable_by_owner_only(make_settings, app, maildir):
+    settings = make_settings(max_message_bytes=2000)
+    maildir.drop(make_email(body="x" * 3000))
+    previous = os.umask(0o022)
+    try:
+        poll(settings)
+    finally:
+        os.umask(previous)
+
+    row = QuarantinedMessage.get()
+    assert stat.S_IMODE(os.stat(settings.quarantine_dir).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(row.raw_path).st_mode) == 0o600
 
 
 def test_store_failure_quarantines_and_continues(
