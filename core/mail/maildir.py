@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import mailbox
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,15 +15,20 @@ logger = logging.getLogger(__name__)
 
 # Maildir "info" for a message that has been seen (the S flag).
 SEEN_INFO = ":2,S"
+# A file copied straight into new/ may still be growing: the Maildir protocol
+# writes into tmp/ and renames into new/, but `cp` writes in place. A file
+# modified less than this many seconds ago is left for the next poll.
+SETTLE_SECONDS = 5
 
 
 class MaildirMailbox(Mailbox):
     """Messages in ``new/`` are unread; a stored message moves to ``cur/``.
 
-    Files may be dropped into ``new/`` by hand (``cp *.eml new/``) as well as
-    by a mail delivery agent. A message is moved only after the database
-    stores it. After a crash in between, the message is read again and the
-    reader recognises it by its Message-ID.
+    Files may be dropped into ``new/`` by hand as well as by a mail delivery
+    agent. A file modified in the last SETTLE_SECONDS is read by a later
+    poll. A message is moved only after the database stores it. After a
+    crash in between, the message is read again and the reader recognises
+    it by its Message-ID.
     """
 
     source = "maildir"
@@ -58,11 +64,24 @@ class MaildirMailbox(Mailbox):
             logger.debug("maildir message %s was already moved to cur/", name)
 
     def _new_names(self) -> list[str]:
-        """List the files in new/, oldest first, so a thread is read in order."""
+        """List the settled files in new/, oldest first, to read threads in order."""
+        settled_before = (time.time() - SETTLE_SECONDS) * 1e9
         entries = []
+        fresh = 0
         with os.scandir(self.path / "new") as scan:
             for entry in scan:
                 if entry.name.startswith(".") or not entry.is_file():
                     continue
-                entries.append((entry.stat().st_mtime_ns, entry.name))
+                modified = entry.stat().st_mtime_ns
+                if modified > settled_before:
+                    fresh += 1
+                    continue
+                entries.append((modified, entry.name))
+        if fresh:
+            logger.debug(
+                "left %s files in %s/new for the next poll: modified in the last %s s",
+                fresh,
+                self.path,
+                SETTLE_SECONDS,
+            )
         return [name for _, name in sorted(entries)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import threading
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -58,6 +59,23 @@ def make_email(
     return message.as_bytes()
 
 
+_dropped = itertools.count(1)
+SETTLED_EPOCH_NS = 946_684_800 * 10**9  # 2000-01-01T00:00:00Z
+
+
+def settle(path: Path, raw: bytes) -> None:
+    """Write ``raw`` to ``path`` with a modification time in the year 2000.
+
+    The reader leaves files modified in the last few seconds for a later
+    poll, and tests freeze the clock at dates of their own. Each file is one
+    millisecond newer than the one before, so files are read in the order
+    they were written.
+    """
+    path.write_bytes(raw)
+    modified = SETTLED_EPOCH_NS + next(_dropped) * 1_000_000
+    os.utime(path, ns=(modified, modified))
+
+
 class Maildir:
     """The test's Maildir folder, where emails are dropped as files."""
 
@@ -67,8 +85,9 @@ class Maildir:
         self._names = itertools.count(1)
 
     def drop(self, raw: bytes, name: str | None = None) -> str:
+        """Write a finished email into new/, dated so the reader takes it now."""
         name = name or f"{next(self._names):06d}.test.eml"
-        (self.path / "new" / name).write_bytes(raw)
+        settle(self.path / "new" / name, raw)
         return name
 
     def new(self) -> list[str]:

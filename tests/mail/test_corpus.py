@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import re
-import shutil
 
 import pytest
 
@@ -135,7 +134,7 @@ def test_corpus_message_verdict(row):
 
 def test_corpus_in_maildir_becomes_tasks(client, settings, maildir, as_creator):
     for path in MAIL_CORPUS.glob("*.eml"):
-        shutil.copy(path, maildir.path / "new" / path.name)
+        maildir.drop(path.read_bytes(), path.name)
     names = {row["file"] for row in MANIFEST}
 
     handled = poll_mailbox_once(settings)
@@ -161,11 +160,11 @@ def test_corpus_in_maildir_becomes_tasks(client, settings, maildir, as_creator):
 
 def test_corpus_second_poll_changes_nothing(db, settings, maildir):
     for path in sorted(MAIL_CORPUS.glob("*.eml")):
-        shutil.copy(path, maildir.path / "new" / path.name)
+        maildir.drop(path.read_bytes(), path.name)
     poll_mailbox_once(settings)
     before = [(t.id, t.version) for t in Task.select().order_by(Task.id)]
     for path in sorted(MAIL_CORPUS.glob("*.eml")):
-        shutil.copy(path, maildir.path / "new" / ("again-" + path.name))
+        maildir.drop(path.read_bytes(), "again-" + path.name)
 
     poll_mailbox_once(settings)
 

@@ -15,12 +15,13 @@ from core import tasks
 from core.db import database
 from core.mail import poll_mailbox_once
 from core.mail.ingest import ingest_message
+from core.mail.maildir import SETTLE_SECONDS
 from core.mail.mailbox import IncomingMessage
 from core.mail.models import QuarantinedMessage
 from core.mail.poll import LOCK_KEY
 from core.models import Delivery, Event, MailMessage, SyncState, Task
 from tests.conftest import ADMIN, ASSIGNEE, CREATOR, MAILBOX
-from tests.mail.conftest import make_email
+from tests.mail.conftest import make_email, settle
 
 STRANGER_BOT = "robot@example.org"
 
@@ -54,7 +55,7 @@ def test_new_thread_creates_task(db, settings, maildir):
 def test_maildir_made_by_hand_works(db, settings):
     new = settings.resolved_maildir / "new"
     new.mkdir(parents=True)
-    (new / "printer.eml").write_bytes(make_email())
+    settle(new / "printer.eml", make_email())
 
     handled = poll(settings)
 
@@ -578,6 +579,23 @@ def test_oversized_message_quarantined(make_settings, app, maildir):
     assert open(row.raw_path, "rb").read().startswith(b"From: carol@example.com")
     assert row.raw_path.startswith(str(settings.data_dir / "quarantine"))
     assert MailMessage.get(MailMessage.outcome == "quarantined").reason == row.error
+    assert maildir.new() == []
+
+
+def test_file_being_written_left_for_next_poll(db, settings, maildir):
+    name = maildir.drop(make_email(subject="Half-writ"))
+    path = maildir.path / "new" / name
+    # The file was modified just now, as by a `cp` still running.
+    os.utime(path)
+
+    first = poll(settings)
+    modified = path.stat().st_mtime - SETTLE_SECONDS - 1
+    os.utime(path, (modified, modified))
+    second = poll(settings)
+
+    assert first == 0
+    assert second == 1
+    assert Task.get().subject == "Half-writ"
     assert maildir.new() == []
 
 
