@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -417,9 +418,10 @@ def _handle_bounce(parsed: ParsedMessage, verdict: Verdict, now: datetime) -> Ou
     else:
         detail = f"delivery failed: {report.diagnostic or verdict.reason}"
         if delivery is not None:
+            error = _more_specific(delivery.error, report.diagnostic or verdict.reason)
             Delivery.update(
                 status="failed",
-                error=report.diagnostic or verdict.reason,
+                error=error,
                 updated_at=now,
             ).where(Delivery.id == delivery.id).execute()
     Event.create(
@@ -434,6 +436,32 @@ def _handle_bounce(parsed: ParsedMessage, verdict: Verdict, now: datetime) -> Ou
     where = f"delivery {delivery.id}" if delivery else "a sent message"
     reason = f"{verdict.reason}; {detail[:300]} (attached to {where} of task {task_id})"
     return Outcome(IGNORED, parsed.message_id, reason, task_id)
+
+
+# An enhanced status code such as 5.1.1 (RFC 3463), or a basic SMTP reply
+# code such as 550 (RFC 5321 section 4.2).
+_ENHANCED_STATUS = re.compile(r"\b[245]\.\d{1,3}\.\d{1,3}\b")
+_REPLY_CODE = re.compile(r"\b[245]\d\d\b")
+
+
+def _more_specific(stored: str, new: str) -> str:
+    """Return the more specific of two bounce diagnostics, the stored one on a tie.
+
+    A later bounce of the same email, often a plain-text notice written in
+    prose, must not replace a diagnostic that names the status code. Every
+    bounce is also recorded in full as an event of the task.
+    """
+    if _specificity(new) > _specificity(stored):
+        return new
+    return stored or new
+
+
+def _specificity(diagnostic: str) -> int:
+    if _ENHANCED_STATUS.search(diagnostic):
+        return 2
+    if _REPLY_CODE.search(diagnostic):
+        return 1
+    return 0
 
 
 def _sent_task_id(ids: list[str]) -> int | None:

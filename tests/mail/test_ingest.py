@@ -786,6 +786,33 @@ def test_plain_bounce_found_by_in_reply_to(db, settings, maildir):
     assert Task.get_by_id(task.id).latest_message_id == "<origin@client.example.com>"
 
 
+def test_prose_bounce_keeps_status_diagnostic(db, settings, maildir):
+    _, delivery = reminder_task(settings, maildir)
+    original = make_email(
+        sender=MAILBOX, message_id="<reminder-1@threadtask.example.com>"
+    )
+    maildir.drop(dsn_bounce(original, "gone@example.com"))
+    maildir.drop(
+        make_email(
+            sender="Mail Delivery Subsystem <mailer-daemon@relay.example.net>",
+            to=MAILBOX,
+            subject="Delivery Status Notification (Failure)",
+            body="Your message could not be delivered to one or more recipients.",
+            in_reply_to="<reminder-1@threadtask.example.com>",
+        )
+    )
+
+    poll(settings)
+
+    error = Delivery.get_by_id(delivery.id).error
+    assert "5.1.1" in error
+    assert "User unknown" in error
+    rows = Event.select().where(Event.field == "delivery").order_by(Event.id)
+    events = [row.new_value for row in rows]
+    assert len(events) == 2
+    assert "could not be delivered to one or more" in events[1]
+
+
 def test_two_pollers_same_message_once(db, settings):
     raw = make_email(message_id="<race@client.example.com>")
     incoming = IncomingMessage(source="maildir", source_id="race.eml", raw=raw)
