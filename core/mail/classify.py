@@ -78,14 +78,9 @@ class Verdict:
 def classify(parsed: ParsedMessage) -> Verdict:
     """Return the verdict on ``parsed`` from its headers and MIME structure.
 
-    Our own mail is also recognised by its Message-ID, which needs the
-    database; the ingest step checks that before calling this.
+    Our own mail is recognised by its Message-ID and DELIVERY_HEADER, which
+    both need the database, so the ingest step checks them before this.
     """
-    message = parsed.message
-    delivery = header_text(message, DELIVERY_HEADER).strip()
-    if delivery:
-        return Verdict(OWN, f"sent by threadtask ({DELIVERY_HEADER}: {delivery})")
-
     for check in (_bounce, _auto_reply, _bulk, _empty_return_path):
         verdict = check(parsed)
         if verdict is not None:

@@ -22,13 +22,22 @@ import peewee as pw
 
 from core.config import Settings
 from core.db import database
+from core.emails import normalize_message_id
 from core.errors import Conflict, InvalidField
-from core.mail.classify import BOUNCE, Verdict, classify, read_bounce
+from core.mail.classify import (
+    BOUNCE,
+    DELIVERY_HEADER,
+    OWN,
+    Verdict,
+    classify,
+    read_bounce,
+)
 from core.mail.mailbox import IncomingMessage
 from core.mail.models import QuarantinedMessage
 from core.mail.parse import (
     ParsedMessage,
     generated_message_id,
+    header_text,
     parse_message,
     peek_message_id,
 )
@@ -106,7 +115,7 @@ def _store(
             return _claim_own(seen, source_id)
         raise _AlreadySeen
 
-    verdict = classify(parsed)
+    verdict = _own_delivery(parsed) or classify(parsed)
     if verdict.kind == BOUNCE:
         outcome = _handle_bounce(parsed, verdict, now)
     elif not verdict.makes_task:
@@ -127,6 +136,33 @@ def _ignore_in_thread(parsed: ParsedMessage, verdict: Verdict) -> Outcome:
     if task is None:
         return Outcome(IGNORED, parsed.message_id, verdict.reason)
     return Outcome(IGNORED, parsed.message_id, verdict.reason, task.id, task.thread_id)
+
+
+def _own_delivery(parsed: ParsedMessage) -> Verdict | None:
+    """Return an OWN verdict when DELIVERY_HEADER names the delivery of this email.
+
+    Anyone can write the header, so it counts only when its delivery id
+    exists and that delivery was sent with this message's Message-ID.
+    """
+    value = header_text(parsed.message, DELIVERY_HEADER).strip()
+    if not value:
+        return None
+
+    delivery = None
+    if value.isascii() and value.isdigit() and len(value) <= 18:
+        delivery = Delivery.get_or_none(Delivery.id == int(value))
+    sent_id = normalize_message_id(delivery.message_id) if delivery else ""
+    if sent_id and sent_id == parsed.message_id:
+        return Verdict(OWN, f"sent by threadtask ({DELIVERY_HEADER}: {value})")
+
+    logger.warning(
+        "mail %s carries %s: %r, which names no delivery sent with this "
+        "Message-ID; reading it as a person's email",
+        parsed.message_id,
+        DELIVERY_HEADER,
+        value[:64],
+    )
+    return None
 
 
 _OWN_REASON = "sent by threadtask (its Message-ID was recorded when it was sent)"

@@ -499,19 +499,59 @@ def test_own_reminder_read_back_ignored(db, settings, maildir):
     assert MailMessage.select().count() == 2
 
 
-def test_own_header_alone_is_ignored(db, settings, maildir):
+def test_unknown_delivery_header_not_trusted(db, settings, maildir, caplog):
     maildir.drop(
         make_email(
             sender=CREATOR,
-            message_id="<forgotten@threadtask.example.com>",
+            message_id="<forged@client.example.com>",
             headers={"X-Threadtask-Delivery": "77"},
         )
     )
 
     poll(settings)
 
-    assert Task.select().count() == 0
-    assert "X-Threadtask-Delivery" in MailMessage.get().reason
+    assert Task.get().creator_email == CREATOR
+    assert MailMessage.get().outcome == "created"
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("X-Threadtask-Delivery" in message for message in warnings)
+
+
+def test_delivery_header_with_other_id_not_trusted(db, settings, maildir):
+    task, delivery = reminder_task(settings, maildir)
+
+    maildir.drop(
+        make_email(
+            sender=STRANGER_BOT,
+            message_id="<new-problem@client.example.org>",
+            headers={"X-Threadtask-Delivery": str(delivery.id)},
+        )
+    )
+    poll(settings)
+
+    assert Task.select().count() == 2
+    assert Task.get(Task.id != task.id).creator_email == STRANGER_BOT
+
+
+def test_delivery_header_read_before_sender_records(db, settings, maildir):
+    task, delivery = reminder_task(settings, maildir)
+    MailMessage.delete().where(MailMessage.direction == "out").execute()
+
+    maildir.drop(
+        make_email(
+            sender=MAILBOX,
+            to=ASSIGNEE,
+            message_id="<reminder-1@threadtask.example.com>",
+            headers={"X-Threadtask-Delivery": str(delivery.id)},
+        )
+    )
+    poll(settings)
+
+    assert Task.select().count() == 1
+    row = MailMessage.get(
+        MailMessage.message_id == "<reminder-1@threadtask.example.com>"
+    )
+    assert row.outcome == "ignored"
+    assert "X-Threadtask-Delivery" in row.reason
 
 
 def test_own_message_id_alone_is_ignored(db, settings, maildir):
