@@ -8,7 +8,8 @@ from flask import Flask
 from core.config import ConfigError, get_settings
 from core.db import database
 from core.mail.models import QuarantinedMessage
-from core.mail.poll import poll_mailbox_once
+from core.mail.poll import PollSkipped, poll_mailbox_or_raise
+from core.mail.poll import force_unlock as release_poll_lock
 from core.timeutil import isoformat
 
 
@@ -19,9 +20,28 @@ def init_app(app: Flask) -> None:
 
 
 @click.command("poll-mail")
-def poll_mail() -> None:
-    """Read the new mail once (MAIL_BACKEND), then exit."""
-    handled = poll_mailbox_once(get_settings())
+@click.option(
+    "--force-unlock",
+    is_flag=True,
+    help="Release the poll lock first, whoever holds it. Use it only when the "
+    "holder named by a skipped poll is gone.",
+)
+def poll_mail(force_unlock: bool) -> None:
+    """Read the new mail once (MAIL_BACKEND), then exit.
+
+    Exits with status 1 when another poll holds the lock.
+    """
+    if force_unlock:
+        holder = release_poll_lock()
+        click.echo(
+            f"Released the poll lock of {holder}."
+            if holder
+            else "The poll lock was free."
+        )
+    try:
+        handled = poll_mailbox_or_raise(get_settings())
+    except PollSkipped as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(f"Handled {handled} message{'s' if handled != 1 else ''}.")
 
 

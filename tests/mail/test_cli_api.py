@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from core.mail import poll_mailbox_once
-from core.models import Task
+from core.mail.poll import LOCK_KEY, LockHolder
+from core.models import SyncState, Task
 from tests.mail.conftest import make_email
 
 
@@ -21,6 +24,32 @@ def test_poll_mail_command(runner, maildir):
 
     assert result.exit_code == 0, result.output
     assert result.output.strip() == "Handled 1 message."
+    assert Task.select().count() == 1
+
+
+def test_poll_mail_fails_while_locked(runner, maildir):
+    held = LockHolder("other-host", 4242, "2026-12-01T09:00:00Z", "abc").value
+    SyncState.create(key=LOCK_KEY, value=held, updated_at=datetime.utcnow())
+    maildir.drop(make_email())
+
+    result = runner.invoke(args=["poll-mail"])
+
+    assert result.exit_code == 1
+    assert "process 4242 on other-host" in result.output
+    assert "--force-unlock" in result.output
+    assert Task.select().count() == 0
+
+
+def test_poll_mail_force_unlock(runner, maildir):
+    held = LockHolder("other-host", 4242, "2026-12-01T09:00:00Z", "abc").value
+    SyncState.create(key=LOCK_KEY, value=held, updated_at=datetime.utcnow())
+    maildir.drop(make_email())
+
+    result = runner.invoke(args=["poll-mail", "--force-unlock"])
+
+    assert result.exit_code == 0, result.output
+    assert "Released the poll lock of process 4242 on other-host" in result.output
+    assert "Handled 1 message." in result.output
     assert Task.select().count() == 1
 
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import stat
+import subprocess
+import sys
 import threading
 import uuid
 from datetime import datetime
@@ -18,7 +21,7 @@ from core.mail.ingest import ingest_message
 from core.mail.maildir import SETTLE_SECONDS
 from core.mail.mailbox import IncomingMessage
 from core.mail.models import QuarantinedMessage
-from core.mail.poll import LOCK_KEY
+from core.mail.poll import LOCK_KEY, LockHolder
 from core.models import Delivery, Event, MailMessage, SyncState, Task
 from tests.conftest import ADMIN, ASSIGNEE, CREATOR, MAILBOX
 from tests.mail.conftest import make_email, settle
@@ -723,6 +726,45 @@ def test_poll_takes_over_stale_lock(db, settings, maildir):
 
     assert handled == 1
     assert SyncState.get_by_id(LOCK_KEY).value == ""
+
+
+def lock_value(host: str, pid: int) -> str:
+    return LockHolder(host, pid, "2026-12-01T09:00:00Z", "abc").value
+
+
+def dead_pid() -> int:
+    """Return the pid of a child process that has exited and been reaped."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_poll_takes_over_lock_of_dead_process(db, settings, maildir, caplog):
+    held = lock_value(socket.gethostname(), dead_pid())
+    SyncState.create(key=LOCK_KEY, value=held, updated_at=datetime.utcnow())
+    maildir.drop(make_email())
+
+    handled = poll(settings)
+
+    assert handled == 1
+    assert SyncState.get_by_id(LOCK_KEY).value == ""
+    assert "took over the mail poll lock" in caplog.text
+
+
+def test_poll_skip_warns_with_holder(db, settings, maildir, caplog):
+    held = lock_value(socket.gethostname(), os.getppid())
+    with freeze_time("2026-12-01 09:00:00"):
+        SyncState.create(key=LOCK_KEY, value=held, updated_at=datetime.utcnow())
+    maildir.drop(make_email())
+
+    with freeze_time("2026-12-01 09:05:00"):
+        handled = poll(settings)
+
+    assert handled == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1
+    assert f"process {os.getppid()} on {socket.gethostname()}" in warnings[0]
+    assert "expires at 2026-12-01T09:15:00Z" in warnings[0]
 
 
 def test_poll_releases_lock_after_run(db, settings, maildir):
