@@ -1,10 +1,11 @@
 """Store one incoming email: create or update its task, or record why not.
 
 Each message is handled in one transaction. It first looks for the
-message's MailMessage row and stops if there is one, and it ends by
-inserting that row. The unique index on Message-ID makes a second attempt
-at the same message (a re-poll, a crash before the source was acknowledged,
-two pollers) stop or roll back, so nothing is created or updated twice.
+message's MailMessage row and stops if that row is of the same email (the
+same source id or content fingerprint), and it ends by inserting that row.
+The unique index on Message-ID makes a second attempt at the same message
+(a re-poll, a crash before the source was acknowledged, two pollers) stop
+or roll back, so nothing is created or updated twice.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import json
 import logging
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -33,9 +34,11 @@ from core.mail.classify import (
     read_bounce,
 )
 from core.mail.mailbox import IncomingMessage
-from core.mail.models import QuarantinedMessage
+from core.mail.models import MessageFingerprint, QuarantinedMessage
 from core.mail.parse import (
     ParsedMessage,
+    derived_message_id,
+    fingerprint,
     generated_message_id,
     header_text,
     parse_message,
@@ -109,11 +112,17 @@ def _store(
     parsed: ParsedMessage, incoming: IncomingMessage, settings: Settings, now: datetime
 ) -> Outcome:
     source_id = f"{incoming.source}:{incoming.source_id}"[:255]
+    content_fingerprint = fingerprint(parsed)
     seen = _row_for(parsed.message_id)
     if seen is not None:
         if seen.direction == "out":
             return _claim_own(seen, source_id)
-        raise _AlreadySeen
+        if _is_same_email(seen, source_id, content_fingerprint):
+            raise _AlreadySeen
+        derived = derived_message_id(content_fingerprint)
+        if _row_for(derived) is not None:
+            raise _AlreadySeen
+        parsed = _with_derived_id(parsed, seen, derived)
 
     verdict = _own_delivery(parsed) or classify(parsed)
     if verdict.kind == BOUNCE:
@@ -123,7 +132,53 @@ def _store(
     else:
         outcome = _handle_person(parsed, incoming, settings, now)
     _record(parsed, incoming, source_id, outcome, now)
+    _record_fingerprint(parsed.message_id, content_fingerprint)
     return outcome
+
+
+def _is_same_email(seen: MailMessage, source_id: str, content_fingerprint: str) -> bool:
+    """Return True when ``seen`` is the row of this very email.
+
+    The same Maildir file or Gmail id, or the same fingerprint, means a
+    re-delivery. A row without a fingerprint (stored before fingerprints
+    were kept, or quarantined) is taken for the same email, so nothing old
+    is read twice.
+    """
+    if seen.source_id == source_id:
+        return True
+    stored = MessageFingerprint.get_or_none(
+        MessageFingerprint.message_id == seen.message_id
+    )
+    return stored is None or stored.fingerprint == content_fingerprint
+
+
+def _with_derived_id(
+    parsed: ParsedMessage, seen: MailMessage, derived: str
+) -> ParsedMessage:
+    """Give an email whose Message-ID another email has the id ``derived``.
+
+    Replies that name the shared Message-ID still join the first email's task.
+    """
+    logger.warning(
+        "mail %s reuses the Message-ID of another email (stored from %s) with "
+        "other content; reading it as a new email with the id %s",
+        parsed.message_id,
+        seen.source_id or "an earlier poll",
+        derived,
+    )
+    return replace(parsed, message_id=derived)
+
+
+def _record_fingerprint(message_id: str, content_fingerprint: str) -> None:
+    values = [message_id, content_fingerprint]
+    cached_execute(
+        "insert-mail-fingerprint",
+        lambda: MessageFingerprint.insert_many(
+            [values],
+            fields=[MessageFingerprint.message_id, MessageFingerprint.fingerprint],
+        ),
+        values,
+    )
 
 
 def _ignore_in_thread(parsed: ParsedMessage, verdict: Verdict) -> Outcome:

@@ -1,4 +1,4 @@
-"""Tables of the mail reader. The schema is created by migration 0002."""
+"""Tables of the mail reader, created by migrations 0002 and 0007."""
 
 from __future__ import annotations
 
@@ -25,3 +25,16 @@ class QuarantinedMessage(BaseModel):
     class Meta:
         table_name = "mail_quarantine"
         indexes = ((("source", "source_id"), True),)
+
+
+class MessageFingerprint(BaseModel):
+    """The content fingerprint of an incoming email, keyed by its Message-ID.
+
+    See ``core.mail.parse.fingerprint`` for what the digest covers.
+    """
+
+    message_id = pw.CharField(max_length=998, unique=True)
+    fingerprint = pw.CharField(max_length=64)
+
+    class Meta:
+        table_name = "mail_fingerprint"

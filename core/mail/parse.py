@@ -196,6 +196,29 @@ def parse_message(raw: bytes) -> ParsedMessage:
     )
 
 
+def fingerprint(parsed: ParsedMessage) -> str:
+    """Return the SHA-256 of an email's sender, Date, subject and decoded body.
+
+    Trace headers (Received, Delivered-To, Return-Path) and the transfer
+    encoding are left out, since they change when the same email reaches
+    the mailbox twice by different routes. A list or relay that adds a
+    footer or a subject tag makes a different fingerprint.
+    """
+    parts = [
+        parsed.sender,
+        " ".join(header_text(parsed.message, "Date").split()),
+        parsed.subject,
+        parsed.html,
+    ]
+    data = "\0".join(parts).encode("utf-8", "surrogatepass")
+    return hashlib.sha256(data).hexdigest()
+
+
+def derived_message_id(content_fingerprint: str) -> str:
+    """Return the id given to an email whose Message-ID another email has."""
+    return f"<{content_fingerprint}@{GENERATED_ID_HOST}>"
+
+
 def peek_message_id(raw: bytes) -> str:
     """Return the Message-ID from the header section alone, or "".
 

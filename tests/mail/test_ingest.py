@@ -280,6 +280,45 @@ def test_same_file_twice_creates_once(db, settings, maildir):
     assert maildir.new() == []
 
 
+def test_redelivery_by_other_route_creates_once(db, settings, maildir):
+    raw = make_email(message_id="<dup@client.example.com>")
+    maildir.drop(raw, name="one.eml")
+    maildir.drop(b"Received: from relay2.example.net\r\n" + raw, name="two.eml")
+
+    poll(settings)
+
+    assert Task.select().count() == 1
+    assert MailMessage.select().count() == 1
+
+
+def test_reused_message_id_reads_new_email(db, settings, maildir, caplog):
+    maildir.drop(make_email(message_id="<fixed@broken.example.com>"), name="a.eml")
+    other = make_email(
+        sender=ASSIGNEE,
+        to=MAILBOX,
+        subject="Coffee machine leaks",
+        body="Water all over the floor.",
+        message_id="<fixed@broken.example.com>",
+    )
+    maildir.drop(other, name="b.eml")
+
+    poll(settings)
+    maildir.drop(other, name="c.eml")
+    poll(settings)
+
+    subjects = sorted(task.subject for task in Task.select())
+    assert subjects == ["Coffee machine leaks", "Printer on floor 2 is jammed"]
+    second = Task.get(Task.subject == "Coffee machine leaks")
+    assert second.creator_email == ASSIGNEE
+    assert second.thread_id.endswith("@threadtask.invalid>")
+    assert second.latest_message_id == second.thread_id
+    assert MailMessage.select().count() == 2
+    assert maildir.new() == []
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1
+    assert "<fixed@broken.example.com>" in warnings[0]
+
+
 def test_message_without_id_gets_stable_id(db, settings, maildir):
     raw = make_email(message_id="")
     maildir.drop(raw, name="a.eml")
