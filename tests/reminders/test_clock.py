@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import mailbox
 import os
 import signal
 import subprocess
@@ -22,6 +21,7 @@ from scheduler import clock
 from scheduler.clock import build_scheduler, run_once
 from scheduler.worker import build_handler
 from tests.conftest import ASSIGNEE, CREATOR
+from tests.mail.conftest import settle
 from tests.reminders.conftest import make_task, outbox_messages
 from tests.slack.conftest import ASSIGNEE_ID, BOT_TOKEN, SIGNING_SECRET
 
@@ -219,15 +219,15 @@ def test_cli_send_and_deliver_reminders(runner, settings, outbox):
 
 
 def test_clock_sends_slack_notice_for_mail_task(db, settings, slack_api):
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    maildir = mailbox.Maildir(settings.data_dir / "maildir")
+    new = settings.data_dir / "maildir" / "new"
+    new.mkdir(parents=True)
     email = EmailMessage()
     email["From"] = CREATOR
     email["To"] = f"{settings.mailbox_address}, {ASSIGNEE}"
     email["Subject"] = "Projector in room 4 flickers"
     email["Message-ID"] = "<projector-4@mail.example.com>"
     email.set_content("It flickers every few seconds.")
-    maildir.add(email)
+    settle(new / "projector.eml", email.as_bytes())
     env = {
         **process_env(settings),
         "SLACK_SIGNING_SECRET": SIGNING_SECRET,

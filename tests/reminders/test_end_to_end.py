@@ -7,7 +7,6 @@ the outbox, which must thread under the original emails.
 
 from __future__ import annotations
 
-import shutil
 import threading
 from datetime import datetime, timedelta
 from email import message_from_bytes, policy
@@ -22,6 +21,9 @@ from core.tasks import Actor, update_task
 from scheduler.clock import tick
 from scheduler.worker import build_handler
 from tests.conftest import CORPUS
+
+# Dates a file old enough that the Maildir reader takes it at once.
+from tests.mail.conftest import settle
 from tests.reminders.conftest import outbox_messages
 
 TRIAGE = "triage@example.com"
@@ -58,7 +60,7 @@ def test_corpus_tasks_get_threaded_reminders(db, make_settings, outbox, make_que
     settings = use_settings(make_settings(triage_email=TRIAGE))
     maildir = MaildirMailbox(settings.resolved_maildir)
     for path in sorted((CORPUS / "mail").glob("*.eml")):
-        shutil.copy(path, maildir.path / "new" / path.name)
+        settle(maildir.path / "new" / path.name, path.read_bytes())
     with freeze_time(ARRIVED):
         poll_mailbox_once(settings)
     tasks = list(Task.select().order_by(Task.id))
@@ -91,7 +93,7 @@ def test_reply_from_corpus_threads_under_original(
     raw = (CORPUS / "mail" / REPLY_FILE).read_bytes()
     original = message_from_bytes(raw, policy=policy.default)
     maildir = MaildirMailbox(settings.resolved_maildir)
-    (maildir.path / "new" / REPLY_FILE).write_bytes(raw)
+    settle(maildir.path / "new" / REPLY_FILE, raw)
     with freeze_time(ARRIVED):
         poll_mailbox_once(settings)
     [task] = Task.select()
@@ -115,7 +117,9 @@ def test_reply_from_corpus_threads_under_original(
 def test_fixed_reminds_creator_and_closed_stops(db, make_settings, outbox, make_queue):
     settings = use_settings(make_settings(triage_email=TRIAGE))
     maildir = MaildirMailbox(settings.resolved_maildir)
-    shutil.copy(CORPUS / "mail" / REPLY_FILE, maildir.path / "new" / REPLY_FILE)
+    settle(
+        maildir.path / "new" / REPLY_FILE, (CORPUS / "mail" / REPLY_FILE).read_bytes()
+    )
     with freeze_time(ARRIVED):
         poll_mailbox_once(settings)
     [task] = Task.select()
