@@ -76,13 +76,15 @@ class Delivery(BaseModel):
     task = pw.ForeignKeyField(Task, backref="deliveries", on_delete="CASCADE")
     kind = pw.CharField(max_length=32)
     recipient = pw.CharField(max_length=320, default="")
-    status = pw.CharField(max_length=16, default="pending", index=True)
-    scheduled_at = pw.DateTimeField(default=utcnow, index=True)
+    # Partial indexes on status, scheduled_at and message_id (unique where
+    # set) come from migration 0006; Peewee's index flags cannot express them.
+    status = pw.CharField(max_length=16, default="pending")
+    scheduled_at = pw.DateTimeField(default=utcnow)
     sent_at = pw.DateTimeField(null=True)
     attempts = pw.IntegerField(default=0)
     error = pw.TextField(default="")
     provider_message_id = pw.CharField(max_length=255, default="")
-    message_id = pw.CharField(max_length=998, null=True, unique=True)
+    message_id = pw.CharField(max_length=998, null=True)
     created_at = pw.DateTimeField(default=utcnow)
     updated_at = pw.DateTimeField(default=utcnow)
 
