@@ -333,9 +333,17 @@ def pending_due_query(now: datetime, limit: int) -> pw.ModelSelect:
     )
 
 
-def in_flight_delivery_ids() -> list[int]:
-    """Return the ids of deliveries that are queued or being sent."""
-    return [delivery_id for (delivery_id,) in in_flight_query().tuples()]
+def in_flight_delivery_ids(changed_before: datetime | None = None) -> list[int]:
+    """Return the ids of deliveries that are queued or being sent.
+
+    With ``changed_before``, only those whose status changed before then:
+    a delivery another clock marked queued a moment ago may not be on the
+    queue yet, and is not lost.
+    """
+    query = in_flight_query()
+    if changed_before is not None:
+        query = query.where(Delivery.updated_at < changed_before)
+    return [delivery_id for (delivery_id,) in query.tuples()]
 
 
 def in_flight_query() -> pw.ModelSelect:

@@ -16,13 +16,13 @@ import logging
 import sys
 import threading
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import schedule
 
 from core.config import ConfigError, Settings
-from core.db import database
+from core.db import database, optimize_database
 from core.reminders import (
     enqueue_due_reminders,
     in_flight_delivery_ids,
@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DISPATCH_SECONDS = 30
+RECOVERY_GRACE = timedelta(minutes=2)
+STATISTICS_HOURS = 6
 # The loop never sleeps longer than this, so a stop request is seen quickly.
 SLEEP_SLICE_SECONDS = 1.0
 
@@ -52,8 +54,9 @@ def tick(queue: ReminderQueue, now: datetime | None = None) -> int:
     put = dispatch(queue, now)
 
     # A delivery that is queued or being sent but has no message waiting lost
-    # it to a wiped queue or a crashed worker. The queue skips ids it still has.
-    recovered = queue.enqueue(in_flight_delivery_ids())
+    # it to a wiped queue or a crashed worker. The queue skips ids it still has,
+    # and the grace leaves alone what a second clock is putting right now.
+    recovered = queue.enqueue(in_flight_delivery_ids(now - RECOVERY_GRACE))
     if recovered:
         logger.warning(
             "put %d deliveries whose queue message was lost back on the queue",
@@ -101,6 +104,7 @@ def jobs_for(
         "reminder-tick": lambda: tick(queue, now),
         "dispatch": lambda: dispatch(queue, now),
         "mail-poll": poll_mail,
+        "planner-statistics": optimize_database,
     }
 
 
@@ -113,6 +117,10 @@ def build_scheduler(settings: Settings, queue: ReminderQueue) -> schedule.Schedu
     scheduler.every(DISPATCH_SECONDS).seconds.do(run_job, "dispatch", jobs["dispatch"])
     scheduler.every(settings.mail_poll_minutes).minutes.do(
         run_job, "mail-poll", jobs["mail-poll"]
+    )
+    # Keeps SQLite's index choices right as the tables grow.
+    scheduler.every(STATISTICS_HOURS).hours.do(
+        run_job, "planner-statistics", jobs["planner-statistics"]
     )
     return scheduler
 

@@ -113,3 +113,24 @@ def test_task_closed_in_queue_sends_no_reminder(
     assert outbox_messages(outbox) == []
     [reminder] = Delivery.select().where(Delivery.task == task.id)
     assert reminder.status == "skipped"
+
+
+def test_second_clock_leaves_fresh_queued_alone(
+    db, settings, outbox, make_queue, queue_kind, caplog
+):
+    """A delivery another clock just marked queued is not taken for lost."""
+    task = make_task(criticality="high")
+    moment = START + timedelta(hours=1)
+    # Another clock has marked the notice queued but not put its message yet.
+    notice = Delivery.get((Delivery.task == task.id) & (Delivery.kind == "assigned"))
+    Delivery.update(status="queued", updated_at=moment).where(
+        Delivery.id == notice.id
+    ).execute()
+
+    put = tick(make_queue(queue_kind, consumer=False), moment)
+
+    assert "lost" not in caplog.text
+    assert put == 1  # only the new reminder, not the notice
+    later = tick(make_queue(queue_kind, consumer=False), moment + timedelta(minutes=30))
+    assert later == 1  # the notice, now overdue for its message
+    assert "lost" in caplog.text
