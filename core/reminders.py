@@ -25,6 +25,7 @@ from email.message import EmailMessage, MIMEPart
 from email.policy import EmailPolicy
 from email.utils import format_datetime, make_msgid
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import peewee as pw
 
@@ -885,7 +886,12 @@ def render_email(
     Every header value built from stored text goes through ``_header_text``,
     which folds line breaks into spaces, so no value can add a header.
     """
-    link = f"{settings.public_base_url.rstrip('/')}/tasks/{task.id}"
+    # The preview page shows the task's card with its buttons to a person;
+    # /tasks/<id> would answer a browser with 401 JSON.
+    link = (
+        f"{settings.public_base_url.rstrip('/')}/addon/preview"
+        f"?thread_id={quote(task.thread_id, safe='')}"
+    )
     intro_key = delivery.kind
     if delivery.kind == "open_reminder" and not task.assigned_to:
         intro_key = "triage"

@@ -6,6 +6,8 @@ import base64
 import json
 from datetime import timedelta
 from email import message_from_bytes, policy
+from html import escape as html_escape
+from urllib.parse import quote
 
 import pytest
 from googleapiclient.discovery import build
@@ -65,8 +67,10 @@ def test_reminder_email_replies_in_thread(db, outbox):
     assert "Status: open" in text
     assert "Criticality: high" in text
     assert f"Assignee: {ASSIGNEE}" in text
-    assert f"http://127.0.0.1:8000/tasks/{task.id}" in text
-    assert f'href="http://127.0.0.1:8000/tasks/{task.id}"' in html
+    thread = quote(task.thread_id, safe="")
+    link = f"http://127.0.0.1:8000/addon/preview?thread_id={thread}"
+    assert link in text
+    assert f'href="{html_escape(link)}"' in html
 
 
 def test_sent_delivery_is_recorded(db, outbox):
