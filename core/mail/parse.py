@@ -9,6 +9,7 @@ parts that declare one charset and carry another.
 from __future__ import annotations
 
 import codecs
+import functools
 import hashlib
 import html
 import logging
@@ -407,27 +408,18 @@ def raw_header_values(message: Message, name: str) -> list[str]:
 
 
 def _sender(message: Message) -> tuple[str, str]:
-    for mailbox in _mailboxes(message, "From"):
-        recipient = _recipient("From", mailbox)
-        return " ".join((mailbox.display_name or "").split()), recipient.address
+    for display_name, recipient in _header_addresses(message, "From"):
+        return display_name, recipient.address
     return "", ""
 
 
 def _recipients(message: Message, name: str) -> list[Recipient]:
-    return [_recipient(name, mailbox) for mailbox in _mailboxes(message, name)]
+    return [recipient for _, recipient in _header_addresses(message, name)]
 
 
-def _mailboxes(message: Message, name: str) -> list[address_parser.TokenList]:
-    """Return the mailbox tokens of every ``name`` header, in order.
-
-    This is the parser behind ``policy.default``'s address headers, called
-    directly: its header objects raise ValueError for a whole header when
-    an encoded display name decodes to a line break, and they drop the
-    address in angle brackets after an unquoted display name containing
-    "@", which Outlook writes. An encoded-word is decoded only into a
-    display name, so text inside one never becomes an address.
-    """
-    mailboxes = []
+def _header_addresses(message: Message, name: str) -> list[tuple[str, Recipient]]:
+    """Return the display name and address of each mailbox of the ``name`` headers."""
+    found = []
     for key, value in message.raw_items():
         if key.lower() != name.lower():
             continue
@@ -437,13 +429,31 @@ def _mailboxes(message: Message, name: str) -> list[address_parser.TokenList]:
             # U+FFFD, which no valid address contains.
             text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
         try:
-            address_list, _ = address_parser.get_address_list(text)
+            found.extend(_parse_address_header(name, text))
         except Exception:  # noqa: BLE001 - the parser raises many kinds of error
             logger.debug("the %s header could not be parsed", key)
-            continue
-        for address in address_list.addresses:
-            mailboxes.extend(address.all_mailboxes)
-    return mailboxes
+    return found
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_address_header(name: str, text: str) -> tuple[tuple[str, Recipient], ...]:
+    """Parse one address header value into display names and addresses.
+
+    This is the parser behind ``policy.default``'s address headers, called
+    directly: its header objects raise ValueError for a whole header when
+    an encoded display name decodes to a line break, and they drop the
+    address in angle brackets after an unquoted display name containing
+    "@", which Outlook writes. An encoded-word is decoded only into a
+    display name, so text inside one never becomes an address. The parser
+    is slow and the same addresses recur in a mailbox, hence the cache.
+    """
+    address_list, _ = address_parser.get_address_list(text)
+    found = []
+    for address in address_list.addresses:
+        for mailbox in address.all_mailboxes:
+            display_name = " ".join((mailbox.display_name or "").split())
+            found.append((display_name, _recipient(name, mailbox)))
+    return tuple(found)
 
 
 _BRACKETED = re.compile(r"<([^<>\s]+@[^<>\s]+)>")
@@ -451,28 +461,32 @@ _BRACKETED = re.compile(r"<([^<>\s]+@[^<>\s]+)>")
 
 def _recipient(header: str, mailbox: address_parser.TokenList) -> Recipient:
     """Normalise the address of one mailbox token."""
-    local_part, domain = mailbox.local_part, mailbox.domain
-    text = mailbox.addr_spec or ""
     if mailbox.token_type == "invalid-mailbox":
         # An unquoted display name containing "@" ends the parse early; the
         # address in the last angle brackets outside encoded-words wins.
         found = _BRACKETED.findall(_text_outside_encoded_words(mailbox))
         if not found:
-            return Recipient(header, text, error="not an email address")
+            return Recipient(header, mailbox.addr_spec or "", error=_NOT_AN_ADDRESS)
         text = found[-1]
         try:
             spec, rest = address_parser.get_addr_spec(text)
         except Exception:  # noqa: BLE001 - the parser raises many kinds of error
-            return Recipient(header, text, error="not an email address")
-        local_part, domain = spec.local_part, spec.domain
+            return Recipient(header, text, error=_NOT_AN_ADDRESS)
         if rest:
-            return Recipient(header, text, error="not an email address")
+            return Recipient(header, text, error=_NOT_AN_ADDRESS)
+        local_part, domain = spec.local_part, spec.domain
+    else:
+        local_part, domain = mailbox.local_part, mailbox.domain
+        text = mailbox.addr_spec or ""
     if not local_part or not domain:
-        return Recipient(header, text, error="not an email address")
+        return Recipient(header, text, error=_NOT_AN_ADDRESS)
     try:
         return Recipient(header, text, address_from_parts(local_part, domain))
     except ValueError as exc:
         return Recipient(header, text, error=str(exc))
+
+
+_NOT_AN_ADDRESS = "not an email address"
 
 
 def _text_outside_encoded_words(token: object) -> str:
