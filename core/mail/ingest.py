@@ -395,7 +395,7 @@ def _assignee(
     """Return the first To or Cc address that is neither the tracker nor the sender.
 
     When that address is invalid, the task gets no assignee, rather than the
-    next address in the list, and the second value says why.
+    next address in the list, and the second value gives the reason.
     """
     allowed = settings.allowed_email_domains
     for recipient in parsed.recipients:
@@ -626,7 +626,7 @@ def quarantine(
 
 
 def _write_raw(directory: Path, incoming: IncomingMessage, now: datetime) -> Path:
-    # Raw mail holds personal data, so only the owner may read it. chmod also
+    # Raw mail contains personal data, so only the owner may read it. chmod also
     # covers a folder that an older version created with the umask's mode.
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     directory.chmod(0o700)
