@@ -180,3 +180,24 @@ def test_list_query_count_is_constant(client, as_creator, sample):
 
     selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
     assert len(selects) == 2  # the token, then one page of tasks
+
+
+def test_repeated_first_page_sees_new_data(client, as_creator, sample):
+    """The cache keeps a first page's SQL, never its rows."""
+    url = "/tasks?q=status:open&sort=id"
+    before = threads(client.get(url, headers=as_creator))
+
+    tasks.create_task(actor(), {"thread_id": "t6"})
+    after = threads(client.get(url, headers=as_creator))
+
+    assert after == sorted([*before, "t6"])
+
+
+def test_cached_first_page_is_per_caller(client, as_creator, as_assignee, sample):
+    url = "/tasks?assigned_to=me"
+
+    mine = threads(client.get(url, headers=as_assignee))
+    theirs = threads(client.get(url, headers=as_creator))
+
+    assert mine == ["t1", "t2", "t4"]
+    assert theirs == []

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import weakref
+from collections import OrderedDict
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +23,7 @@ from core.api.schemas import (
     task_detail,
     task_summary,
 )
+from core.db import database
 from core.errors import show_value
 from core.models import Delivery, Event, Task
 from core.query import QueryError, compile_filter, compile_query
@@ -232,6 +235,14 @@ def list_tasks() -> Response:
             args[unknown[0]],
             f"is not a parameter; use {', '.join(LIST_PARAMETERS)}",
         )
+    cache_key = None
+    if not args.get("cursor"):
+        cache_key = (tuple(sorted(args.items(multi=True))), actor.email)
+        cached = _first_pages.get(cache_key)
+        if cached is not None:
+            sql, params, limit, sort, count_query = cached
+            rows_query = Task.raw(sql, *params)
+            return _page_response(rows_query, args, limit, sort, count_query)
     condition = _list_condition(args, actor.email)
     limit = _limit(args.get("limit"))
     sort = args.get("sort", "-id")
@@ -263,8 +274,18 @@ def list_tasks() -> Response:
     order = (
         (column.desc(), Task.id.desc()) if descending else (column.asc(), Task.id.asc())
     )
-    rows = list(page_query.order_by(*order).limit(limit + 1))
+    page_query = page_query.order_by(*order).limit(limit + 1)
+    if cache_key is not None:
+        sql, params = page_query.sql()
+        _first_pages.put(cache_key, (sql, params, limit, sort, query))
+    return _page_response(page_query, args, limit, sort, query)
 
+
+def _page_response(
+    rows_query: Any, args: Any, limit: int, sort: str, query: pw.ModelSelect
+) -> Response:
+    column, _ = SORTS[sort]
+    rows = list(rows_query)
     has_more = len(rows) > limit
     rows = rows[:limit]
     body: dict[str, Any] = {
@@ -275,6 +296,37 @@ def list_tasks() -> Response:
     if args.get("include_total", "").lower() in ("1", "true", "yes"):
         body["total"] = query.count()
     return jsonify(body)
+
+
+class _FirstPageCache:
+    """The SQL of recent first pages, per database and at most ``size`` of them.
+
+    A repeated list then skips parsing its filters and rendering its SQL,
+    which cost more than running the query. Later pages depend on their
+    cursor and are built each time.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._by_database: weakref.WeakKeyDictionary[pw.Database, OrderedDict] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def get(self, key: tuple) -> tuple | None:
+        entries = self._by_database.get(database.obj)
+        if entries is None or key not in entries:
+            return None
+        entries.move_to_end(key)
+        return entries[key]
+
+    def put(self, key: tuple, entry: tuple) -> None:
+        entries = self._by_database.setdefault(database.obj, OrderedDict())
+        entries[key] = entry
+        if len(entries) > self.size:
+            entries.popitem(last=False)
+
+
+_first_pages = _FirstPageCache(size=256)
 
 
 def _list_condition(args, me: str) -> pw.Expression | None:
