@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import sys
 import threading
@@ -16,12 +15,18 @@ from core.emails import normalize_email
 logger = logging.getLogger(__name__)
 
 
-def configure_logging() -> None:
+# persist-queue logs its optional extras at INFO each time a queue opens.
+QUIET_LOGGERS = ("persistqueue",)
+
+
+def configure_logging(level: str = "INFO") -> None:
     if not logging.getLogger().handlers:
         logging.basicConfig(
-            level=os.environ.get("LOG_LEVEL", "INFO").upper(),
+            level=level,
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def check_settings(settings: Settings) -> list[str]:
@@ -53,12 +58,12 @@ def check_settings(settings: Settings) -> list[str]:
 
 def start(process: str) -> Settings:
     """Load and check settings and open the database, or exit with status 2."""
-    configure_logging()
     try:
         settings = use_settings(load_settings())
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         raise SystemExit(2) from None
+    configure_logging(settings.log_level)
     problems = check_settings(settings)
     if problems:
         print("invalid configuration:", file=sys.stderr)
