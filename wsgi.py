@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 
 from flask import Flask
 
 from core.config import ConfigError, Settings, load_settings, use_settings
 from core.db import database, open_database
+from core.logconfig import configure_logging
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -45,14 +45,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     return app
 
 
-def _configure_logging(level: str) -> None:
-    if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=level,
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
-
-
 def __getattr__(name: str) -> Flask:
     # ``app`` is built on first access, so importing create_app (as the tests
     # do) does not open the configured database.
@@ -60,7 +52,7 @@ def __getattr__(name: str) -> Flask:
         raise AttributeError(name)
     try:
         settings = load_settings()
-        _configure_logging(settings.log_level)
+        configure_logging(settings.log_level)
         built = create_app(settings)
     except ConfigError as exc:
         print(exc, file=sys.stderr)

@@ -21,6 +21,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from core.emails import normalize_email
+
 CRITICALITIES = ("low", "medium", "high", "critical")
 STATUSES = ("open", "fixed", "closed")
 
@@ -29,7 +31,6 @@ _DURATION = re.compile(r"^(\d+)\s*([mhdw])$")
 _DURATION_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 DATABASE_SCHEMES = ("sqlite", "postgres", "postgresql")
-_ADDRESS = re.compile(r"^[^@\s<>\",;]+@[^@\s<>\",;]+$")
 _DOMAIN = re.compile(
     r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$"
 )
@@ -158,8 +159,10 @@ class Settings(BaseSettings):
     @classmethod
     def _check_admins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for item in value:
-            if not _ADDRESS.match(item):
-                raise ValueError(f"{item!r} is not an email address")
+            try:
+                normalize_email(item)
+            except ValueError as exc:
+                raise ValueError(f"{item!r} is not an email address ({exc})") from None
         return value
 
     @field_validator("allowed_email_domains")

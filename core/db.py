@@ -16,8 +16,8 @@ database = peewee.DatabaseProxy()
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
-# WAL lets the web, clock and worker processes read while one of them writes;
-# the busy timeout makes a writer wait for the lock instead of failing at once.
+# WAL lets the web, clock and worker processes read while one of them writes.
+# The busy timeout makes a writer wait for the lock instead of failing at once.
 SQLITE_PRAGMAS = {
     "journal_mode": "wal",
     "foreign_keys": 1,
@@ -46,11 +46,12 @@ def open_database(url: str) -> peewee.Database:
             timeout=10,
             # A deferred transaction that reads and then writes fails at once
             # with "database is locked" when another process wrote in between,
-            # whatever the busy timeout; taking the write lock at BEGIN makes
+            # whatever the busy timeout. Taking the write lock at BEGIN makes
             # it wait for the timeout instead.
             lock_type="IMMEDIATE",
-            # The pool hands a connection to whichever thread asks next, and
-            # Peewee keeps each connection to one thread at a time.
+            # The pool gives a returned connection to the next thread that
+            # requests one, and Peewee uses each connection in one thread at
+            # a time.
             check_same_thread=False,
             max_connections=POOL_MAX_CONNECTIONS,
             stale_timeout=POOL_STALE_SECONDS,

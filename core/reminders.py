@@ -886,8 +886,8 @@ def render_email(
     Every header value built from stored text goes through ``_header_text``,
     which folds line breaks into spaces, so no value can add a header.
     """
-    # The preview page shows the task's card with its buttons to a person;
-    # /tasks/<id> would answer a browser with 401 JSON.
+    # The preview page shows a person the task's card with its buttons,
+    # whereas /tasks/<id> returns 401 JSON to a browser.
     link = (
         f"{settings.public_base_url.rstrip('/')}/addon/preview"
         f"?thread_id={quote(task.thread_id, safe='')}"

@@ -51,7 +51,7 @@ MAX_ID_LENGTH = 255
 
 @dataclass(frozen=True)
 class Actor:
-    """Who is acting, and through which channel."""
+    """The person or service acting on a task, and the channel it came through."""
 
     email: str
     channel: str
@@ -184,15 +184,23 @@ def update_task(
             return task
         _authorize_changes(actor, task, changes)
         _apply(task, changes, now)
-        updated = (
-            Task.update(
-                **{name: getattr(task, name) for name in _dirty(changes)},
-                version=Task.version + 1,
-                modified_at=now,
-            )
-            .where((Task.id == task.id) & (Task.version == task.version))
-            .execute()
-        )
+        try:
+            with database.atomic():
+                updated = (
+                    Task.update(
+                        **{name: getattr(task, name) for name in _dirty(changes)},
+                        version=Task.version + 1,
+                        modified_at=now,
+                    )
+                    .where((Task.id == task.id) & (Task.version == task.version))
+                    .execute()
+                )
+        except pw.IntegrityError:
+            # thread_id is the only unique column an update can change.
+            other = Task.for_thread(task.thread_id)
+            raise _thread_conflict(
+                task.thread_id, other.id if other else None
+            ) from None
         if updated != 1:
             raise PreconditionFailed(
                 f"Task {task_id} was changed by someone else at the same time. "
@@ -263,7 +271,7 @@ def _clean(fields: dict[str, Any], *, creating: bool) -> dict[str, Any]:
 
 def _clean_one(name: str, value: Any, allowed: tuple[str, ...], creating: bool) -> Any:
     if name not in allowed:
-        raise InvalidField(name, value, _not_settable(name, creating, allowed))
+        raise InvalidField(name, value, unsettable_reason(name, creating, allowed))
     if name in ADDRESS_FIELDS:
         return normalize_field(name, value)
     if name == "status":
@@ -273,7 +281,7 @@ def _clean_one(name: str, value: Any, allowed: tuple[str, ...], creating: bool) 
     return _text(name, value)
 
 
-def _not_settable(name: str, creating: bool, allowed: tuple[str, ...]) -> str:
+def unsettable_reason(name: str, creating: bool, allowed: tuple[str, ...]) -> str:
     if name == "status" and creating:
         return "a new task is always open; change its status with an update"
     if name == "creator_email":
@@ -345,7 +353,7 @@ def _apply(task: Task, changes: dict[str, tuple], now: datetime) -> None:
     for name, (_, new) in changes.items():
         setattr(task, name, new)
     if "status" in changes or "criticality" in changes:
-        # A new status starts a fresh reminder period; a new criticality keeps
+        # A new status starts a fresh reminder period. A new criticality keeps
         # the period's start, so raising it from low to critical makes the
         # reminder due at the next tick instead of next week.
         since = (

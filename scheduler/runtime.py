@@ -11,22 +11,9 @@ from types import FrameType
 from core.config import ConfigError, Settings, load_settings, use_settings
 from core.db import open_database
 from core.emails import normalize_email
+from core.logconfig import configure_logging
 
 logger = logging.getLogger(__name__)
-
-
-# persist-queue logs its optional extras at INFO each time a queue opens.
-QUIET_LOGGERS = ("persistqueue",)
-
-
-def configure_logging(level: str = "INFO") -> None:
-    if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=level,
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
-    for name in QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def check_settings(settings: Settings) -> list[str]:

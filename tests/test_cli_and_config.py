@@ -52,7 +52,8 @@ def test_list_and_revoke_tokens(runner):
     again = runner.invoke(args=["revoke-token", "1"])
 
     assert "carol@example.com" in listed.output
-    assert "tt_" in listed.output and "active" in listed.output
+    assert "tt_" in listed.output
+    assert "active" in listed.output
     assert revoked.exit_code == 0
     assert again.exit_code != 0
     assert "list-tokens" in again.output

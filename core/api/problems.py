@@ -56,7 +56,7 @@ def init_app(app: Flask) -> None:
             extra["errors"] = [
                 {
                     "field": error.field,
-                    "value": _jsonable(error.value),
+                    "value": echo_value(error.value),
                     "message": error.message,
                 }
                 for error in exc.all
@@ -88,7 +88,7 @@ def init_app(app: Flask) -> None:
 MAX_ECHOED_VALUE = 200
 
 
-def _jsonable(value: Any) -> Any:
+def echo_value(value: Any) -> Any:
     """Return a client's value for the errors list, cut to a sane length."""
     if isinstance(value, str) and len(value) > MAX_ECHOED_VALUE:
         return value[:MAX_ECHOED_VALUE] + "..."

@@ -16,7 +16,7 @@ from marshmallow import ValidationError
 
 from core import tasks as core_tasks
 from core.api.auth import current_actor
-from core.api.problems import ApiError
+from core.api.problems import ApiError, echo_value
 from core.api.schemas import (
     TaskCreateSchema,
     TaskUpdateSchema,
@@ -151,14 +151,7 @@ def update_task(task_id: int) -> Response:
     actor = current_actor()
     fields = _load(_update_schema, _read_body(allow_upload=True))
     expected = _expected_version(task_id)
-    try:
-        task = core_tasks.update_task(actor, task_id, fields, expected_version=expected)
-    except pw.IntegrityError:
-        # The only unique column a client can change is thread_id.
-        other = Task.for_thread(fields.get("thread_id", ""))
-        raise core_tasks._thread_conflict(
-            fields.get("thread_id", ""), other.id if other else None
-        ) from None
+    task = core_tasks.update_task(actor, task_id, fields, expected_version=expected)
     return _detail_response(task)
 
 
@@ -523,7 +516,7 @@ def _load(schema, data: dict[str, Any]) -> dict[str, Any]:
                 " ".join(messages) if isinstance(messages, list) else str(messages)
             )
             if message == "Unknown field.":
-                message = core_tasks._not_settable(
+                message = core_tasks.unsettable_reason(
                     field, creating, tuple(schema.fields)
                 )
             errors.append(
@@ -535,14 +528,8 @@ def _load(schema, data: dict[str, Any]) -> dict[str, Any]:
             "Invalid field",
             f"{first['field']}={show_value(first['value'])} is invalid: "
             f"{first['message']}",
-            errors=[{**e, "value": _echo(e["value"])} for e in errors],
+            errors=[{**e, "value": echo_value(e["value"])} for e in errors],
         ) from None
-
-
-def _echo(value: Any) -> Any:
-    if isinstance(value, str) and len(value) > 200:
-        return value[:200] + "..."
-    return value
 
 
 def _expected_version(task_id: int) -> int | None:
