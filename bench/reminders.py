@@ -5,11 +5,12 @@ directory, and each measurement sits beside its floor from the same run:
 
 1. Tick: a table of open tasks (default 100,000) of which 1,000 are due.
    The bare SQL query that selects the due rows is timed beside
-   ``enqueue_due_reminders`` (select, advance the schedule, create the
-   delivery rows), and beside the tick's own INSERT and UPDATE run as raw
-   SQL, which shows how much of the tick is the database's write work.
-   Each is repeated and the median is reported; between runs the due tasks
-   are made due again and their deliveries deleted.
+   ``enqueue_due_reminders`` (select, advance the schedule and mark each
+   task as owing a reminder, all in one UPDATE), and beside that UPDATE run
+   as raw SQL, which shows how much of the tick is the database's write
+   work. The clock's next step, which turns the marks into queued delivery
+   rows, is timed too. Each is repeated and the median is reported; between
+   runs the due tasks are made due again and their deliveries deleted.
    The table then grows (default to 1,000,000 tasks, still 1,000 due) and
    the tick runs again. The peak Python memory of each tick (tracemalloc)
    shows whether memory stays flat as the table grows.
@@ -130,27 +131,25 @@ def make_due_again(ids: list[int]) -> None:
 
     with database.atomic():
         Delivery.delete().execute()
-        Task.update(next_reminder_at=NOW - timedelta(minutes=5)).where(
-            Task.id.in_(ids)
-        ).execute()
+        Task.update(
+            next_reminder_at=NOW - timedelta(minutes=5), reminder_due_at=None
+        ).where(Task.id.in_(ids)).execute()
 
 
-def tick_statements_as_sql() -> list[tuple[str, list]]:
-    """Return the tick's INSERT and UPDATE for one batch as SQL and parameters."""
+def time_tick(ids: list[int]) -> tuple[float, float, float, float, int]:
+    """Return median seconds of the bare query, of the tick's UPDATE run as
+    raw SQL, of the tick and of the hand-over, and the tick's peak bytes."""
     from core.config import get_settings
-    from core.reminders import tick_statements
-
-    return tick_statements(NOW, get_settings())
-
-
-def time_tick(ids: list[int]) -> tuple[float, float, float, int]:
-    """Return median seconds of the bare query, of the tick's statements run
-    as raw SQL and of the tick, and the tick's peak bytes."""
     from core.db import database
-    from core.reminders import enqueue_due_reminders
+    from core.models import Delivery
+    from core.reminders import (
+        enqueue_due_reminders,
+        queue_due_deliveries,
+        tick_statement,
+    )
 
-    statements = tick_statements_as_sql()
-    bare, raw, tick = [], [], []
+    sql, params = tick_statement(NOW, get_settings())
+    bare, raw, tick, hand_over = [], [], [], []
     for _ in range(REPEATS):
         started = time.perf_counter()
         rows = bare_query()
@@ -159,15 +158,19 @@ def time_tick(ids: list[int]) -> tuple[float, float, float, int]:
 
         started = time.perf_counter()
         with database.atomic():
-            for sql, params in statements:
-                database.execute_sql(sql, params)
+            database.execute_sql(sql, params)
         raw.append(time.perf_counter() - started)
         make_due_again(ids)
 
         started = time.perf_counter()
         result = enqueue_due_reminders(NOW)
         tick.append(time.perf_counter() - started)
-        assert result.created == len(ids), result
+        assert result.due == len(ids), result
+
+        started = time.perf_counter()
+        queued = queue_due_deliveries(NOW)
+        hand_over.append(time.perf_counter() - started)
+        assert len(queued) == len(ids) == Delivery.select().count(), len(queued)
         make_due_again(ids)
 
     # tracemalloc slows Python down, so memory is measured in a run of its own.
@@ -180,6 +183,7 @@ def time_tick(ids: list[int]) -> tuple[float, float, float, int]:
         statistics.median(bare),
         statistics.median(raw),
         statistics.median(tick),
+        statistics.median(hand_over),
         peak,
     )
 
@@ -197,13 +201,23 @@ def bench_tick(tasks: int, grow_to: int) -> None:
 
 
 def report_tick(
-    tasks: int, due: int, bare: float, raw: float, tick: float, peak: int
+    tasks: int,
+    due: int,
+    bare: float,
+    raw: float,
+    tick: float,
+    hand_over: float,
+    peak: int,
 ) -> None:
     print(f"tick over {tasks:,} tasks, {due:,} due (median of {REPEATS}):")
     print(f"  bare SQL query          {bare * 1000:7.1f} ms")
     print(f"  tick's SQL, run raw     {raw * 1000:7.1f} ms  ({raw / bare:.1f}x)")
     print(f"  enqueue_due_reminders   {tick * 1000:7.1f} ms  ({tick / bare:.1f}x)")
     print(f"  peak Python memory      {peak / 1024:7.0f} KiB")
+    print(
+        f"  then queue_due_deliveries {hand_over * 1000:5.1f} ms "
+        "(marks into queued delivery rows, no queue)"
+    )
 
 
 def bench_delivery(settings, workdir: Path, count: int) -> None:

@@ -63,10 +63,9 @@ RETRY_DELAYS = (60, 300, 900)
 class TickResult:
     """Counts from one pass of ``enqueue_due_reminders``."""
 
-    # Tasks whose schedule was advanced, and delivery rows created for them
-    # (including rows recorded as skipped because they have no recipient).
+    # Tasks whose schedule was advanced. Each open or fixed one now owes a
+    # reminder, unless it already owed one.
     due: int = 0
-    created: int = 0
 
 
 def execute_cached(key: str, build: Callable[[], pw.Query], params: list) -> int:
@@ -95,179 +94,81 @@ _statement_sql: weakref.WeakKeyDictionary[pw.Database, dict[str, str]] = (
 def enqueue_due_reminders(
     now: datetime | None = None, *, batch_size: int = BATCH_SIZE
 ) -> TickResult:
-    """Create one reminder per due task and advance each task's schedule.
+    """Mark every due task as owing a reminder and advance its schedule.
 
     Due tasks come from one indexed query on ``Task.next_reminder_at``, in
-    batches that the database handles without loading rows into Python. A
-    task whose reminder of the same kind is still unfinished gets no second
-    one, so the queue stays bounded while the sender is down. The unique
-    index ``delivery_one_unfinished_reminder`` enforces this even for two
-    clocks ticking at once. The schedule advances either way.
+    batches that the database handles without loading rows into Python. One
+    UPDATE per batch moves ``next_reminder_at`` one interval ahead and sets
+    ``reminder_due_at`` to ``now``. A task that still owes a reminder keeps
+    its earlier mark, so however many ticks pass while nothing takes the
+    marks, each task owes at most one reminder. ``queue_due_deliveries``
+    turns the marks into delivery rows.
     """
     now = now or utcnow()
-    settings = get_settings()
-    (insert_sql, insert_params), (update_sql, update_params) = tick_statements(
-        now, settings, batch_size
-    )
+    sql, params = tick_statement(now, get_settings(), batch_size)
     result = TickResult()
     while True:
         with database.atomic():
-            created = database.execute_sql(insert_sql, insert_params).rowcount
-            advanced = database.execute_sql(update_sql, update_params).rowcount
-        result.created += created
+            advanced = database.execute_sql(sql, params).rowcount
         result.due += advanced
+        # Every task of a batch leaves the due range, so a short batch is
+        # the last one.
         if advanced < batch_size:
             break
 
-    logger.info(
-        "tick at %s: %d tasks due, %d reminders created",
-        isoformat(now),
-        result.due,
-        result.created,
-    )
+    logger.info("tick at %s: %d tasks due", isoformat(now), result.due)
     return result
 
 
-# The tick's SQL, built once per database, settings and batch size at this
+# The tick's SQL, built once per database, intervals and batch size at this
 # reference time. Every time value in it is the tick's time plus a fixed
 # offset (the time itself, or one interval later), so the values for
 # another time are the reference values shifted by the difference.
 _TICK_REFERENCE_TIME = datetime(2000, 1, 1)
-_tick_sql: weakref.WeakKeyDictionary[
-    pw.Database, dict[tuple, list[tuple[str, list]]]
-] = weakref.WeakKeyDictionary()
+_tick_sql: weakref.WeakKeyDictionary[pw.Database, dict[tuple, tuple[str, list]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
-def tick_statements(
+def tick_statement(
     now: datetime, settings: Settings, batch_size: int = BATCH_SIZE
-) -> list[tuple[str, list]]:
+) -> tuple[str, list]:
     """Return the SQL and parameters of one batch of the tick at ``now``.
 
-    The first inserts the reminders of the batch, the second advances the
-    schedule of the same tasks. Building them with Peewee costs more than
-    running them, so the SQL is cached.
+    Building the statement with Peewee costs more than running it, so its
+    SQL is cached.
     """
-    key = (
-        settings.triage_email,
-        tuple(settings.intervals.items()),
-        batch_size,
-    )
+    key = (tuple(settings.intervals.items()), batch_size)
     cached = _tick_sql.setdefault(database.obj, {})
     if key not in cached:
-        cached[key] = [
-            query.sql()
-            for query in _build_tick_statements(
-                _TICK_REFERENCE_TIME, settings, batch_size
-            )
-        ]
+        cached[key] = _build_tick_statement(
+            _TICK_REFERENCE_TIME, settings, batch_size
+        ).sql()
+    sql, params = cached[key]
     shift = now - _TICK_REFERENCE_TIME
-    return [
-        (
-            sql,
-            [
-                value + shift if isinstance(value, datetime) else value
-                for value in params
-            ],
-        )
-        for sql, params in cached[key]
+    return sql, [
+        value + shift if isinstance(value, datetime) else value for value in params
     ]
 
 
-def _build_tick_statements(
+def _build_tick_statement(
     now: datetime, settings: Settings, batch_size: int
-) -> tuple[pw.Query, pw.Query]:
+) -> pw.Query:
     batch = (
         Task.select(Task.id)
         .where(Task.next_reminder_at <= now)
         .order_by(Task.next_reminder_at, Task.id)
         .limit(batch_size)
     )
-    insert = Delivery.insert_from(
-        _reminder_rows(batch, now, settings), REMINDER_COLUMNS
-    ).on_conflict_ignore()
-    advance = Task.update(next_reminder_at=_next_reminder_at(now, settings)).where(
-        Task.id.in_(batch)
-    )
-    # SQLite lets one writer in at a time, from its BEGIN IMMEDIATE to its
-    # commit, so both statements see the same due tasks. On PostgreSQL a
-    # second clock's statements can see the first clock's commit in between.
-    if not isinstance(database.obj, pw.SqliteDatabase):
-        advance = advance.where(_has_reminder_or_needs_none(now))
-    return insert, advance
-
-
-REMINDER_COLUMNS = [
-    Delivery.task,
-    Delivery.kind,
-    Delivery.recipient,
-    Delivery.status,
-    Delivery.error,
-    Delivery.attempts,
-    Delivery.provider_message_id,
-    Delivery.scheduled_at,
-    Delivery.created_at,
-    Delivery.updated_at,
-]
-
-
-def _reminder_rows(batch: pw.Query, now: datetime, settings: Settings) -> pw.Query:
-    """Select one reminder row per open or fixed task of ``batch``.
-
-    The rows are built by the database, in an INSERT ... SELECT, because
-    passing a thousand rows through Python costs many times the tick's own
-    query. The CASE expressions apply the rules of ``resolve_recipient``.
-    """
-    triage = settings.triage_email.strip().lower()
-    kind = pw.Case(Task.status, list(KIND_BY_STATUS.items()))
-    recipient = pw.Case(
-        None,
-        [
-            (Task.status == "fixed", Task.creator_email),
-            (Task.assigned_to != "", Task.assigned_to),
-        ],
-        triage,
-    )
-    if triage:
-        status, error = pw.Value("pending"), pw.Value("")
-    else:
-        nobody = (Task.status == "open") & (Task.assigned_to == "")
-        status = pw.Case(None, [(nobody, "skipped")], "pending")
-        error = pw.Case(None, [(nobody, NO_RECIPIENT)], "")
-    moment = Delivery.scheduled_at.to_value(now)
-    # Joined, not "Task.id IN (batch)": beside the status condition, SQLite
-    # would look each id up in the status index once per status.
-    due = batch.alias("due")
-    return (
-        Task.select(
-            Task.id,
-            kind,
-            recipient,
-            status,
-            error,
-            pw.Value(0),
-            pw.Value(""),
-            moment,
-            moment,
-            moment,
-        )
-        .join(due, on=(Task.id == due.c.id))
-        .where(Task.status.in_(list(KIND_BY_STATUS)))
-    )
-
-
-def _has_reminder_or_needs_none(now: datetime) -> pw.Expression:
-    """Match tasks of the batch whose reminder row now exists, or closed ones.
-
-    On PostgreSQL a second clock's INSERT can wait for the first clock's
-    commit and then find nothing to insert, while its UPDATE selects a newer
-    batch. Without this condition it would advance tasks that got no reminder.
-    """
-    reminder = Delivery.select(pw.Value(1)).where(
-        (Delivery.task == Task.id)
-        & (Delivery.kind == pw.Case(Task.status, list(KIND_BY_STATUS.items())))
-        & (Delivery.status.in_(UNFINISHED) | (Delivery.scheduled_at == now))
-    )
-    return Task.status.not_in(list(KIND_BY_STATUS)) | pw.fn.EXISTS(reminder)
+    owes_reminder = Task.status.in_(list(KIND_BY_STATUS))
+    due_at = pw.fn.COALESCE(Task.reminder_due_at, Task.reminder_due_at.to_value(now))
+    # One write per due task: the schedule and the mark share the row. On
+    # PostgreSQL a second clock's UPDATE waits for the first one's commit
+    # and then sets the same values again, which changes nothing that counts.
+    return Task.update(
+        next_reminder_at=_next_reminder_at(now, settings),
+        reminder_due_at=pw.Case(None, [(owes_reminder, due_at)], None),
+    ).where(Task.id.in_(batch))
 
 
 def _next_reminder_at(now: datetime, settings: Settings) -> pw.Node:
@@ -303,13 +204,131 @@ def resolve_recipient(
 def queue_due_deliveries(
     now: datetime | None = None, *, limit: int = BATCH_SIZE
 ) -> list[int]:
-    """Mark up to ``limit`` pending, due deliveries as queued; return their ids.
+    """Mark up to ``limit`` due deliveries as queued; return their ids.
+
+    Reminders the tick marked on their tasks come first: each becomes a
+    delivery row stored as queued, or as skipped when nobody can receive it.
+    Then pending deliveries that are due, such as assignment notices and
+    retries, move to queued. An empty list means nothing is left to queue.
 
     The caller puts each returned id on the queue. If that put fails, the row
     stays queued without a message, and ``in_flight_delivery_ids`` lets the
     next tick put it again.
     """
     now = now or utcnow()
+    while True:
+        handled, queued = _queue_marked_reminders(now, limit)
+        # A batch of marks can yield no row to send (all skipped, or all
+        # already waiting); go on until one does or the marks run out.
+        if queued or handled < limit:
+            break
+    if len(queued) < limit:
+        queued += _queue_pending_deliveries(now, limit - len(queued))
+    return sorted(queued)
+
+
+# The columns of the rows the hand-over inserts, in the order of its values.
+REMINDER_COLUMNS = [
+    Delivery.task,
+    Delivery.kind,
+    Delivery.recipient,
+    Delivery.status,
+    Delivery.error,
+    Delivery.attempts,
+    Delivery.provider_message_id,
+    Delivery.scheduled_at,
+    Delivery.created_at,
+    Delivery.updated_at,
+]
+
+
+def _queue_marked_reminders(now: datetime, limit: int) -> tuple[int, list[int]]:
+    """Turn up to ``limit`` reminder marks into delivery rows.
+
+    Returns how many marks were taken and the ids of the rows stored as
+    queued. A task whose reminder of the same kind is still unfinished gets
+    no second row: the unique index ``delivery_one_unfinished_reminder``
+    drops it, so while the sender is down the queue holds at most one
+    reminder per task. The row's ``scheduled_at`` is when the tick found the
+    reminder due, which the sender's interval check measures from.
+    """
+    with database.atomic():
+        marked: pw.Query | list[int] = marked_tasks_query(now, limit)
+        if database.obj.for_update:
+            # PostgreSQL: lock the marked rows until the commit. A second
+            # clock waits and then finds the marks gone, and no tick can mark
+            # these tasks again between the INSERT and the UPDATE below, which
+            # take the same ids. On SQLite the write lock of this transaction
+            # already keeps the set of marks fixed, and the subquery is cheaper
+            # than a list of a thousand ids.
+            marked = [task_id for (task_id,) in marked.for_update().tuples()]
+            if not marked:
+                return 0, []
+
+        insert = (
+            Delivery.insert_from(
+                _reminder_rows(marked, now, get_settings()), REMINDER_COLUMNS
+            )
+            .on_conflict_ignore()
+            .returning(Delivery.id, Delivery.status)
+        )
+        inserted = database.execute(insert).fetchall()
+        taken = Task.update(reminder_due_at=None).where(Task.id.in_(marked)).execute()
+    return taken, [delivery_id for delivery_id, state in inserted if state == "queued"]
+
+
+def _reminder_rows(
+    marked: pw.Query | list[int], now: datetime, settings: Settings
+) -> pw.Query:
+    """Select one reminder row for each open or fixed task of ``marked``.
+
+    The database builds the rows, in an INSERT ... SELECT, because passing a
+    thousand rows through Python costs many times the statement itself. The
+    CASE expressions apply the rules of ``resolve_recipient``; a task closed
+    since the tick gets no row.
+    """
+    triage = settings.triage_email.strip().lower()
+    kind = pw.Case(Task.status, list(KIND_BY_STATUS.items()))
+    recipient = pw.Case(
+        None,
+        [
+            (Task.status == "fixed", Task.creator_email),
+            (Task.assigned_to != "", Task.assigned_to),
+        ],
+        triage,
+    )
+    if triage:
+        status, error = pw.Value("queued"), pw.Value("")
+    else:
+        nobody = (Task.status == "open") & (Task.assigned_to == "")
+        status = pw.Case(None, [(nobody, "skipped")], "queued")
+        error = pw.Case(None, [(nobody, NO_RECIPIENT)], "")
+    moment = Delivery.created_at.to_value(now)
+    return Task.select(
+        Task.id,
+        kind,
+        recipient,
+        status,
+        error,
+        pw.Value(0),
+        pw.Value(""),
+        Task.reminder_due_at,
+        moment,
+        moment,
+    ).where(Task.id.in_(marked) & Task.status.in_(list(KIND_BY_STATUS)))
+
+
+def marked_tasks_query(now: datetime, limit: int) -> pw.ModelSelect:
+    """Select the ids of tasks the tick marked as owing a reminder, oldest first."""
+    return (
+        Task.select(Task.id)
+        .where(Task.reminder_due_at <= now)
+        .order_by(Task.reminder_due_at, Task.id)
+        .limit(limit)
+    )
+
+
+def _queue_pending_deliveries(now: datetime, limit: int) -> list[int]:
     candidates = [
         delivery_id for (delivery_id,) in pending_due_query(now, limit).tuples()
     ]
@@ -321,7 +340,7 @@ def queue_due_deliveries(
         .where(Delivery.id.in_(candidates) & (Delivery.status == "pending"))
         .returning(Delivery.id)
     )
-    return sorted(row.id for row in query.execute())
+    return [row.id for row in query.execute()]
 
 
 def pending_due_query(now: datetime, limit: int) -> pw.ModelSelect:

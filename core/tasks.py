@@ -364,12 +364,17 @@ def _apply(task: Task, changes: dict[str, tuple], now: datetime) -> None:
         task.next_reminder_at = compute_next_reminder_at(
             task.status, task.criticality, since
         )
+    if "status" in changes:
+        # A reminder the tick found due was about the old status.
+        task.reminder_due_at = None
 
 
 def _dirty(changes: dict[str, tuple]) -> list[str]:
     names = list(changes)
     if "status" in changes or "criticality" in changes:
         names.append("next_reminder_at")
+    if "status" in changes:
+        names.append("reminder_due_at")
     return names
 
 

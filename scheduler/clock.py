@@ -1,10 +1,11 @@
 """The clock process: ``python -m scheduler.clock [--once]``.
 
 It runs three jobs with ``schedule``: the reminder tick (every
-REMINDER_TICK_MINUTES), the hand-over of pending deliveries to the queue
-(every 30 seconds, so an assignment notice leaves within a minute) and the
-mail poll (every MAIL_POLL_MINUTES). A job that raises is logged with its
-traceback and runs again at its next time; it never stops the loop.
+REMINDER_TICK_MINUTES), the hand-over of due reminders and deliveries to
+the queue (every 30 seconds, so an assignment notice leaves within a
+minute) and the mail poll (every MAIL_POLL_MINUTES). A job that raises is
+logged with its traceback and runs again at its next time; it never stops
+the loop.
 With Slack on and SLACK_NOTIFY_ASSIGNEE=true, the assignee of each task
 that the mail poll creates or assigns also gets a Slack direct message.
 """
@@ -45,7 +46,7 @@ SLEEP_SLICE_SECONDS = 1.0
 
 
 def tick(queue: ReminderQueue, now: datetime | None = None) -> int:
-    """Create due reminders, queue them, and put back messages that were lost.
+    """Mark due reminders, queue them, and put back messages that were lost.
 
     Returns how many messages were put on the queue.
     """
@@ -66,7 +67,10 @@ def tick(queue: ReminderQueue, now: datetime | None = None) -> int:
 
 
 def dispatch(queue: ReminderQueue, now: datetime | None = None) -> int:
-    """Put every pending, due delivery on the queue; return how many."""
+    """Put every due reminder and pending, due delivery on the queue.
+
+    Returns how many messages were put on the queue.
+    """
     now = now or utcnow()
     total = 0
     while True:
