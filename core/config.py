@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -202,8 +203,10 @@ class Settings(BaseSettings):
                 )
         return self
 
-    @property
+    @cached_property
     def intervals(self) -> dict[str, timedelta]:
+        # Settings are frozen, so the parsed intervals never go stale; the
+        # sender reads them several times per email.
         return parse_intervals(self.reminder_intervals)
 
     @property

@@ -163,8 +163,9 @@ def _build_tick_statement(
     owes_reminder = Task.status.in_(list(KIND_BY_STATUS))
     due_at = pw.fn.COALESCE(Task.reminder_due_at, Task.reminder_due_at.to_value(now))
     # One write per due task: the schedule and the mark share the row. On
-    # PostgreSQL a second clock's UPDATE waits for the first one's commit
-    # and then sets the same values again, which changes nothing that counts.
+    # PostgreSQL a second clock's UPDATE waits for the first one's commit,
+    # then moves the schedule from its own time and keeps the first mark, so
+    # the task still owes one reminder.
     return Task.update(
         next_reminder_at=_next_reminder_at(now, settings),
         reminder_due_at=pw.Case(None, [(owes_reminder, due_at)], None),
@@ -273,8 +274,12 @@ def _queue_marked_reminders(now: datetime, limit: int) -> tuple[int, list[int]]:
             .returning(Delivery.id, Delivery.status)
         )
         inserted = database.execute(insert).fetchall()
-        taken = Task.update(reminder_due_at=None).where(Task.id.in_(marked)).execute()
-    return taken, [delivery_id for delivery_id, state in inserted if state == "queued"]
+        marks_taken = (
+            Task.update(reminder_due_at=None).where(Task.id.in_(marked)).execute()
+        )
+    return marks_taken, [
+        delivery_id for delivery_id, state in inserted if state == "queued"
+    ]
 
 
 def _reminder_rows(
@@ -445,30 +450,36 @@ SENDER_TASK_COLUMNS = (
 
 def _load_delivery(delivery_id: int) -> Delivery | None:
     """Reload a delivery with its task, or return None if either is gone."""
-    delivery = _first(
-        cached_select(
-            Delivery,
-            "reminders-delivery",
-            lambda: Delivery.select(*SENDER_DELIVERY_COLUMNS).where(Delivery.id == 0),
-            [delivery_id],
+    # One query for both rows, read as plain tuples: building model objects
+    # through Peewee's row wrappers cost more than the query on SQLite.
+    sql = _statement_sql.setdefault(database.obj, {}).get("reminders-load")
+    if sql is None:
+        sql, _ = (
+            Delivery.select(*SENDER_DELIVERY_COLUMNS, *SENDER_TASK_COLUMNS)
+            .join(Task)
+            .where(Delivery.id == 0)
+            .sql()
         )
-    )
-    if delivery is None:
+        _statement_sql[database.obj]["reminders-load"] = sql
+    row = database.execute_sql(sql, [delivery_id]).fetchone()
+    if row is None:
         return None
 
-    task = _first(
-        cached_select(
-            Task,
-            "reminders-task",
-            lambda: Task.select(*SENDER_TASK_COLUMNS).where(Task.id == 0),
-            [delivery.task_id],
-        )
-    )
-    if task is None:
-        return None
-
-    delivery.task = task
+    split = len(SENDER_DELIVERY_COLUMNS)
+    delivery = _from_row(Delivery, SENDER_DELIVERY_COLUMNS, row[:split])
+    delivery.task = _from_row(Task, SENDER_TASK_COLUMNS, row[split:])
     return delivery
+
+
+def _from_row(
+    model: type[ModelT], columns: tuple[pw.Field, ...], values: tuple
+) -> ModelT:
+    return model(
+        **{
+            field.name: field.python_value(value)
+            for field, value in zip(columns, values, strict=True)
+        }
+    )
 
 
 def _first(rows: Iterable[ModelT]) -> ModelT | None:
@@ -877,6 +888,12 @@ class _ReminderEmailPolicy(EmailPolicy):
             return (name, value)
         return super().header_store_parse(name, value)
 
+    def fold_binary(self, name: str, value: Any) -> bytes:
+        constant = _FOLDED_CONSTANTS.get(id(value))
+        if constant is not None and constant[0] is value:
+            return constant[1]
+        return super().fold_binary(name, value)
+
 
 # CRLF line ends as SMTP wants. Lines are folded only past RFC 5322's hard
 # limit of 998 characters, because folding a long Message-ID onto its own
@@ -959,18 +976,46 @@ def _text_part(text: str, subtype: str) -> MIMEPart:
     might have picked quoted-printable; either decodes to the same text.
     """
     part = MIMEPart(policy=EMAIL_POLICY)
-    part["Content-Type"] = f'text/{subtype}; charset="utf-8"'
+    part["Content-Type"] = _parsed_header(
+        "Content-Type", f'text/{subtype}; charset="utf-8"'
+    )
     body = text.encode()
     # RFC 5321 limits a line to 998 octets before its CRLF.
     if max(len(line) for line in body.splitlines()) <= 998:
         # The email package keeps 8bit text as ASCII with the other bytes
         # escaped as surrogates, and writes those bytes back unchanged.
-        part["Content-Transfer-Encoding"] = "7bit" if body.isascii() else "8bit"
-        part.set_payload(body.decode("ascii", "surrogateescape"))
+        encoding = "7bit" if body.isascii() else "8bit"
+        payload = body.decode("ascii", "surrogateescape")
     else:
-        part["Content-Transfer-Encoding"] = "base64"
-        part.set_payload(base64.encodebytes(body).decode("ascii"))
+        encoding = "base64"
+        payload = base64.encodebytes(body).decode("ascii")
+    part["Content-Transfer-Encoding"] = _parsed_header(
+        "Content-Transfer-Encoding", encoding
+    )
+    part.set_payload(payload)
     return part
+
+
+def _parsed_header(name: str, value: str) -> Any:
+    """Return the header object for a value every email repeats.
+
+    It is parsed and folded once. Header objects are immutable strings, so
+    one can sit in many emails; storing it skips the parse that setting the
+    text would run, and the policy writes out the folded form it kept.
+    """
+    header = _CONSTANT_HEADERS.get((name, value))
+    if header is None:
+        header = EMAIL_POLICY.header_store_parse(name, value)[1]
+        _CONSTANT_HEADERS[(name, value)] = header
+        _FOLDED_CONSTANTS[id(header)] = (header, EMAIL_POLICY.fold_binary(name, header))
+    return header
+
+
+# Filled by _parsed_header with the few values of the text parts' Content-*
+# headers. The folded form is found by the header object's identity; keeping
+# the object here keeps its id from being reused.
+_CONSTANT_HEADERS: dict[tuple[str, str], Any] = {}
+_FOLDED_CONSTANTS: dict[int, tuple[Any, bytes]] = {}
 
 
 def reply_subject(task: Task) -> str:
