@@ -7,6 +7,9 @@ and records every event, or leaves the database as it was.
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -27,8 +30,40 @@ logger = logging.getLogger(__name__)
 signals = Namespace()
 # Sent after a transaction that changed a task commits, with ``task``,
 # ``actor`` and ``changes`` (field -> (old, new)). Channels such as Slack
-# subscribe to it; the core never imports them.
+# subscribe to it; the core never imports them. A caller that runs the task
+# rules inside a transaction of its own wraps it in signals_after_commit().
 task_changed = signals.signal("task-changed")
+_held_signals = threading.local()
+
+
+@contextmanager
+def signals_after_commit() -> Iterator[None]:
+    """Hold ``task_changed`` until the block ends; drop it if the block raises.
+
+    Put this outside the caller's ``database.atomic()`` block, so that the
+    signals go out after its commit and never for a change rolled back.
+    """
+    if getattr(_held_signals, "pending", None) is not None:
+        # Nested: the outermost block sends.
+        yield
+        return
+
+    pending: list[tuple[Task, Actor, dict]] = []
+    _held_signals.pending = pending
+    try:
+        yield
+    finally:
+        _held_signals.pending = None
+    for task, actor, changes in pending:
+        task_changed.send(task, actor=actor, changes=changes)
+
+
+def _announce(task: Task, actor: Actor, changes: dict) -> None:
+    pending = getattr(_held_signals, "pending", None)
+    if pending is None:
+        task_changed.send(task, actor=actor, changes=changes)
+    else:
+        pending.append((task, actor, changes))
 
 TEXT_FIELDS = ("subject", "html", "thread_id", "latest_message_id")
 ADDRESS_FIELDS = ("creator_email", "assigned_to")
@@ -151,7 +186,7 @@ def create_task(
         if task.assigned_to:
             _queue_assignment_notice(task, now)
     logger.info("task %s created by %s via %s", task.id, actor.email, actor.channel)
-    task_changed.send(task, actor=actor, changes={"created": (None, task.id)})
+    _announce(task, actor, {"created": (None, task.id)})
     return task
 
 
@@ -221,7 +256,7 @@ def update_task(
         actor.channel,
         ", ".join(changes),
     )
-    task_changed.send(task, actor=actor, changes=changes)
+    _announce(task, actor, changes)
     return task
 
 

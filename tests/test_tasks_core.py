@@ -216,3 +216,51 @@ def test_address_limits(db, address):
         new_task(assigned_to=address)
 
     assert raised.value.field == "assigned_to"
+
+
+@pytest.fixture
+def heard():
+    """Collect every task_changed signal as (task id, changed field names)."""
+    received: list[tuple[int, list[str]]] = []
+
+    def listen(task, *, actor, changes, **_):
+        received.append((task.id, sorted(changes)))
+
+    tasks.task_changed.connect(listen)
+    yield received
+    tasks.task_changed.disconnect(listen)
+
+
+def test_signal_sent_at_once_outside_transaction(db, heard):
+    task = new_task()
+
+    tasks.update_task(actor(), task.id, {"criticality": "high"})
+
+    assert heard == [(task.id, ["created"]), (task.id, ["criticality"])]
+
+
+def test_held_signal_waits_for_commit(db, heard):
+    task = new_task()
+    heard.clear()
+
+    with tasks.signals_after_commit(), db.atomic():
+        tasks.update_task(actor(), task.id, {"criticality": "high"})
+        assert heard == []
+
+    assert heard == [(task.id, ["criticality"])]
+
+
+def test_held_signal_dropped_on_rollback(db, heard):
+    task = new_task()
+    heard.clear()
+
+    with pytest.raises(RuntimeError):
+        with tasks.signals_after_commit(), db.atomic():
+            tasks.update_task(actor(), task.id, {"criticality": "high"})
+            raise RuntimeError("the caller's next step failed")
+
+    assert heard == []
+    assert Task.get_by_id(task.id).criticality == "medium"
+    # The hold ended with the block: later changes are heard at once.
+    tasks.update_task(actor(), task.id, {"criticality": "low"})
+    assert heard == [(task.id, ["criticality"])]

@@ -46,7 +46,13 @@ from core.mail.parse import (
 )
 from core.models import Delivery, Event, MailMessage, Task
 from core.sqlcache import cached_execute, cached_select
-from core.tasks import MAX_SUBJECT_LENGTH, Actor, create_task, update_task
+from core.tasks import (
+    MAX_SUBJECT_LENGTH,
+    Actor,
+    create_task,
+    signals_after_commit,
+    update_task,
+)
 from core.timeutil import utcnow
 
 logger = logging.getLogger(__name__)
@@ -98,7 +104,7 @@ def ingest_message(
         return quarantine(incoming, error, message_id, settings, now, exc)
 
     try:
-        with database.atomic():
+        with signals_after_commit(), database.atomic():
             return _store(parsed, incoming, settings, now)
     except _AlreadySeen:
         logger.debug("message %s was already handled", parsed.message_id)
@@ -278,8 +284,8 @@ def _record(
 
     Two pollers that both got past ``_row_for`` meet here: the second insert
     fails, and its whole transaction, task change included, is rolled back.
-    NOTE: core.tasks sends ``task_changed`` before this transaction commits,
-    so in that race a subscriber hears of a change that is then rolled back.
+    The caller holds ``task_changed`` until the commit, so subscribers never
+    hear of that rolled-back change.
     """
     values = [
         parsed.message_id,
