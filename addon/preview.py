@@ -4,11 +4,14 @@ The page shows the card JSON the add-on would send to Gmail, and its buttons
 run the same handlers as the Google endpoints, as the signed-in API user.
 
 A browser cannot send an Authorization header on a plain page load, so the
-preview requests the API token once through a sign-in form, stores it in an
-HttpOnly, SameSite=Strict cookie limited to /addon/preview that expires after
-eight hours, and redirects back. The token travels in a POST body rather than
-the URL, so access logs never record it. Requests with ``Authorization:
-Bearer`` work as well.
+preview requests the API token once through a sign-in form and redirects
+back. The token travels in a POST body rather than the URL, so access logs
+never record it. The cookie the browser keeps holds no token: it names the
+token's row (or a Google account's email) and is signed with the app's key
+and timestamped, so the server rejects it when it was altered, after eight
+hours, or once the token is revoked. HttpOnly and SameSite=Strict keep it
+from scripts and other sites; it is limited to /addon/preview. Requests with
+``Authorization: Bearer`` work as well.
 
 The posts of the page (sign-in, sign-out, button actions) are accepted only
 from the page's own origin, so another site cannot sign a browser in with its
@@ -24,6 +27,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from flask import Blueprint, Response, current_app, redirect, render_template, request
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from markupsafe import Markup
 
 from addon.actions import HANDLERS, is_whole_number, show_homepage, show_message
@@ -35,17 +39,21 @@ from core.auth import (
     AuthenticationFailed,
     email_from_google_token,
     lookup_api_token,
+    signing_key,
 )
-from core.models import Task
+from core.config import get_settings
+from core.models import ApiToken, Task
 from core.tasks import Actor
 
 logger = logging.getLogger(__name__)
 
 COOKIE_NAME = "threadtask_preview"
 COOKIE_PATH = "/addon/preview"
-# The cookie contains the API token itself, so a browser drops it after a
-# working day rather than keeping a credential that never expires.
+# A sign-in lasts a working day; the server checks the age the cookie was
+# signed with, so a copied cookie stops working too.
 COOKIE_MAX_AGE = timedelta(hours=8)
+# Keeps these signatures apart from any other value signed with the same key.
+COOKIE_SALT = "threadtask.addon-preview.sign-in"
 
 # Sec-Fetch-Site values of a request that the page itself, or the user typing
 # the address, started.
@@ -139,18 +147,14 @@ def sign_in() -> Response | tuple[str, int]:
     # Only preview pages are valid targets, so the form cannot redirect elsewhere.
     if urlparse(target).path != COOKIE_PATH or urlparse(target).netloc:
         target = COOKIE_PATH
-    actor = _actor_for(token) if token else "Enter an API token."
-    if isinstance(actor, str):
-        return _unauthorized(actor, target)
+    claims = _sign_in_claims(token) if token else "Enter an API token."
+    if isinstance(claims, str):
+        return _unauthorized(claims, target)
 
     response = redirect(target)
-    # NOTE: the cookie carries the raw API token, because the app has no
-    # SECRET_KEY setting to sign a session value with. Max-Age bounds how
-    # long a browser keeps it, but a copied cookie works until the token is
-    # revoked. A signed, expiring session value would close that gap.
     response.set_cookie(
         COOKIE_NAME,
-        token,
+        _serializer().dumps(claims),
         max_age=COOKIE_MAX_AGE,
         path=COOKIE_PATH,
         httponly=True,
@@ -221,25 +225,53 @@ def _preview_actor() -> Actor | str:
     if request.headers.get("Authorization"):
         # Same check as the API, which raises a 401 problem document itself.
         return current_actor(channel="addon")
-    token = request.cookies.get(COOKIE_NAME)
-    if not token:
+    cookie = request.cookies.get(COOKIE_NAME)
+    if not cookie:
         return (
             "Sign in with an API token; create one with "
             "'flask --app wsgi create-token EMAIL'."
         )
-    return _actor_for(token)
+    try:
+        claims = _serializer().loads(
+            cookie, max_age=int(COOKIE_MAX_AGE.total_seconds())
+        )
+    except SignatureExpired:
+        return "Your sign-in is more than 8 hours old; sign in again."
+    except BadSignature:
+        # Altered, or signed with another key (SECRET_KEY changed).
+        return "Your sign-in is not valid here; sign in again."
+    return _actor_for_claims(claims)
 
 
-def _actor_for(token: str) -> Actor | str:
+def _serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(signing_key(get_settings()), salt=COOKIE_SALT)
+
+
+def _sign_in_claims(token: str) -> dict[str, Any] | str:
+    """Check a token from the sign-in form; return what the cookie records."""
     try:
         if token.startswith(TOKEN_PREFIX):
             row = lookup_api_token(token)
-            # Record the use as the API does for a Bearer header.
             _touch(row)
-            return Actor(email=row.email, channel="addon", is_service=row.is_service)
-        return Actor(email=email_from_google_token(token), channel="addon")
+            return {"api_token_id": row.id}
+        return {"google_email": email_from_google_token(token)}
     except AuthenticationFailed as exc:
         return str(exc)
+
+
+def _actor_for_claims(claims: Any) -> Actor | str:
+    """Return the user a verified cookie names, if the token still works."""
+    if isinstance(claims, dict) and isinstance(claims.get("google_email"), str):
+        return Actor(email=claims["google_email"], channel="addon")
+    token_id = claims.get("api_token_id") if isinstance(claims, dict) else None
+    row = ApiToken.get_or_none(ApiToken.id == token_id) if token_id else None
+    if row is None:
+        return "Your sign-in names no known API token; sign in again."
+    if row.revoked_at is not None:
+        return f"The API token {row.prefix}... was revoked; sign in with another."
+    # Record the use as the API does for a Bearer header.
+    _touch(row)
+    return Actor(email=row.email, channel="addon", is_service=row.is_service)
 
 
 def _unauthorized(reason: str, target: str | None = None) -> tuple[str, int]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
+import os
 import secrets
 from collections.abc import Callable
 from typing import Any
@@ -12,7 +14,7 @@ from google.auth import exceptions as google_exceptions
 from google.auth.transport import requests as google_requests
 from google.oauth2 import id_token
 
-from core.config import get_settings
+from core.config import MIN_SECRET_KEY_LENGTH, ConfigError, Settings, get_settings
 from core.models import ApiToken
 from core.sqlcache import cached_select
 from core.timeutil import utcnow
@@ -20,6 +22,7 @@ from core.timeutil import utcnow
 logger = logging.getLogger(__name__)
 
 TOKEN_PREFIX = "tt_"
+SECRET_KEY_FILE = "secret-key"
 
 
 class AuthenticationFailed(Exception):
@@ -122,3 +125,39 @@ def email_from_google_token(token: str) -> str:
             f"The Google account is not in the hosted domain {settings.google_hosted_domain}."
         )
     return str(claims["email"]).lower()
+
+
+@functools.lru_cache(maxsize=8)
+def signing_key(settings: Settings) -> str:
+    """Return SECRET_KEY, or the random key kept in DATA_DIR/secret-key.
+
+    The file is made on first use, readable by its owner only. Processes on
+    one machine share it through DATA_DIR; processes on several machines
+    need SECRET_KEY set to one value.
+    """
+    if settings.secret_key:
+        return settings.secret_key
+    path = settings.data_dir / SECRET_KEY_FILE
+    if not path.exists():
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        # Written under a name of its own, then linked into place: two
+        # processes starting at once both write, one link wins, and neither
+        # ever reads a half-written file.
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            with os.fdopen(descriptor, "w") as handle:
+                handle.write(secrets.token_hex(32) + "\n")
+            os.link(temporary, path)
+        except FileExistsError:
+            pass
+        finally:
+            temporary.unlink(missing_ok=True)
+    key = path.read_text().strip()
+    if len(key) < MIN_SECRET_KEY_LENGTH:
+        raise ConfigError(
+            f"the key in {path} is invalid: {len(key)} characters, fewer than "
+            f"{MIN_SECRET_KEY_LENGTH}; delete the file to have a new one made, "
+            "or set SECRET_KEY"
+        )
+    return key

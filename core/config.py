@@ -32,6 +32,8 @@ _DURATION = re.compile(r"^(\d+)\s*([mhdw])$")
 _DURATION_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 DATABASE_SCHEMES = ("sqlite", "postgres", "postgresql")
+MIN_SECRET_KEY_LENGTH = 32
+SECRET_FIELDS = ("secret_key", "slack_signing_secret", "slack_bot_token")
 _DOMAIN = re.compile(
     r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$"
 )
@@ -94,6 +96,9 @@ class Settings(BaseSettings):
     google_client_ids: CommaList = ()
     google_hosted_domain: str = ""
     public_base_url: str = "http://127.0.0.1:8000"
+    # Signs the preview page's sign-in cookie. Empty: a random key kept in
+    # DATA_DIR/secret-key, which serves every process sharing that folder.
+    secret_key: str = Field(default="", repr=False)
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
 
     # Mail reader
@@ -184,6 +189,17 @@ class Settings(BaseSettings):
         # Links are built as BASE + "/tasks/1", so a trailing slash is dropped.
         return value.rstrip("/")
 
+    @field_validator("secret_key")
+    @classmethod
+    def _check_secret_key(cls, value: str) -> str:
+        if value and len(value) < MIN_SECRET_KEY_LENGTH:
+            raise ValueError(
+                f"must be at least {MIN_SECRET_KEY_LENGTH} characters, not "
+                f"{len(value)}; make one with: python -c "
+                '"import secrets; print(secrets.token_hex(32))"'
+            )
+        return value
+
     @field_validator("reminder_intervals")
     @classmethod
     def _check_intervals(cls, value: str) -> str:
@@ -243,9 +259,13 @@ def _describe(exc: ValidationError) -> str:
     for error in exc.errors():
         variable = "_".join(str(part) for part in error["loc"]).upper()
         value = error.get("input")
+        shown = repr(value)
+        if variable.lower() in SECRET_FIELDS:
+            # Start-up errors end up in logs, which must not hold secrets.
+            shown = f"<hidden, {len(str(value))} characters>"
         message = error["msg"].removeprefix("Value error, ")
         if variable:
-            lines.append(f"  {variable}={value!r}: {message}")
+            lines.append(f"  {variable}={shown}: {message}")
         else:
             lines.append(f"  {message}")
     return "\n".join(lines)

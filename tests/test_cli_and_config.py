@@ -143,3 +143,15 @@ def test_base_url_trailing_slash_dropped(monkeypatch):
     monkeypatch.setenv("PUBLIC_BASE_URL", "https://tasks.example.com/")
 
     assert load_settings(_env_file=None).public_base_url == "https://tasks.example.com"
+
+
+def test_short_secret_key_not_echoed(monkeypatch):
+    monkeypatch.setenv("SECRET_KEY", "too-short-to-sign")
+
+    with pytest.raises(ConfigError) as raised:
+        load_settings(_env_file=None)
+
+    message = str(raised.value)
+    assert "too-short-to-sign" not in message
+    assert "SECRET_KEY=<hidden, 17 characters>" in message
+    assert "at least 32 characters" in message

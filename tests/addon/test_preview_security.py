@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import stat
 
 import pytest
+from freezegun import freeze_time
 
-from core.models import Event, Task
+from core.auth import revoke_token, signing_key
+from core.config import ConfigError, use_settings
+from core.models import ApiToken, Event, Task
 from core.tasks import Actor, create_task
 from tests.addon.conftest import STATUS_FUNCTION, post_action, sign_in
 from tests.conftest import ASSIGNEE, CREATOR
@@ -194,3 +198,98 @@ def test_task_without_thread_rejected(client, token_for, open_task):
 
     assert response.status_code == 400
     assert Task.get_by_id(open_task.id).status == "open"
+
+
+def signed_in_cookie(client) -> str:
+    cookie = client.get_cookie("threadtask_preview", path="/addon/preview")
+    assert cookie is not None
+    return cookie.value
+
+
+def test_cookie_holds_no_token(client, token_for, open_task):
+    secret = token_for(ASSIGNEE)["Authorization"].split(" ", 1)[1]
+
+    client.post(
+        "/addon/preview/sign-in", data={"token": secret, "next": "/addon/preview"}
+    )
+
+    value = signed_in_cookie(client)
+    assert secret not in value
+    assert secret[len("tt_") :] not in value
+
+
+def test_altered_cookie_rejected(client, token_for, open_task):
+    sign_in(client, token_for, ASSIGNEE)
+    value = signed_in_cookie(client)
+    payload, signature = value.rsplit(".", 1)
+    forged = payload + "." + ("A" if signature[0] != "A" else "B") + signature[1:]
+    client.set_cookie("threadtask_preview", forged, path="/addon/preview")
+
+    response = client.get("/addon/preview")
+
+    assert response.status_code == 401
+    assert "not valid here" in response.get_data(as_text=True)
+
+
+def test_old_cookie_rejected_by_server(client, token_for, open_task):
+    with freeze_time("2026-03-02 09:00:00") as frozen:
+        sign_in(client, token_for, ASSIGNEE)
+        value = signed_in_cookie(client)
+        frozen.tick(EIGHT_HOURS - 60)
+        assert client.get("/addon/preview").status_code == 200
+
+        # A copy of the cookie replayed after the browser dropped its own.
+        frozen.tick(120)
+        client.set_cookie("threadtask_preview", value, path="/addon/preview")
+        response = client.get("/addon/preview")
+
+    assert response.status_code == 401
+    assert "more than 8 hours old" in response.get_data(as_text=True)
+
+
+def test_revoked_token_ends_sign_in(client, token_for, open_task):
+    sign_in(client, token_for, ASSIGNEE)
+    [row] = ApiToken.select().where(ApiToken.email == ASSIGNEE)
+
+    revoke_token(row.id)
+    response = client.get("/addon/preview")
+
+    assert response.status_code == 401
+    assert "revoked" in response.get_data(as_text=True)
+
+
+def test_cookie_from_other_key_rejected(
+    app, client, token_for, open_task, make_settings
+):
+    sign_in(client, token_for, ASSIGNEE)
+    use_settings(make_settings(secret_key="k" * 40))
+
+    response = client.get("/addon/preview")
+
+    assert response.status_code == 401
+
+
+def test_key_file_made_once_and_private(make_settings, tmp_path):
+    settings = make_settings(data_dir=tmp_path / "fresh")
+
+    first = signing_key(settings)
+    again = signing_key(make_settings(data_dir=tmp_path / "fresh"))
+
+    path = tmp_path / "fresh" / "secret-key"
+    assert first == again == path.read_text().strip()
+    assert len(first) == 64
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert [p.name for p in path.parent.iterdir()] == ["secret-key"]
+
+
+def test_set_secret_key_wins_over_file(make_settings):
+    assert signing_key(make_settings(secret_key="s" * 32)) == "s" * 32
+
+
+def test_short_key_file_rejected(make_settings, tmp_path):
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    (folder / "secret-key").write_text("\n")
+
+    with pytest.raises(ConfigError, match="delete the file"):
+        signing_key(make_settings(data_dir=folder))
