@@ -22,9 +22,9 @@ from __future__ import annotations
 from datetime import datetime
 from html import escape
 from typing import Any
-from urllib.parse import quote
 
 from core.config import CRITICALITIES
+from core.links import gmail_thread_url
 from core.models import Event, Task
 
 # Paths of the endpoints Google calls; the deployment descriptor and the
@@ -36,7 +36,6 @@ STATUS_PATH = "/addon/actions/status"
 CRITICALITY_PATH = "/addon/actions/criticality"
 ASSIGN_PATH = "/addon/actions/assign"
 
-GMAIL_WEB_URL = "https://mail.google.com/"
 
 RECENT_EVENTS = 5
 
@@ -137,16 +136,9 @@ def homepage_card(assigned: list[Task], to_validate: list[Task], more: bool) -> 
     }
 
 
-def thread_link(task: Task) -> str:
-    """Return a Gmail web link that opens the task's thread.
-
-    A Message-ID search finds the thread in any mailbox that contains the
-    message, so the thread id is used only when no Message-ID is known.
-    """
-    if task.latest_message_id:
-        query = quote(f"rfc822msgid:{task.latest_message_id.strip('<>')}", safe="")
-        return f"{GMAIL_WEB_URL}mail/u/0/#search/{query}"
-    return f"{GMAIL_WEB_URL}mail/u/0/#all/{quote(task.thread_id, safe='')}"
+def thread_link(task: Task) -> str | None:
+    """Return a Gmail web link that opens the task's thread, or None."""
+    return gmail_thread_url(task.thread_id, task.latest_message_id)
 
 
 def _details_section(task: Task) -> dict[str, Any]:
@@ -258,23 +250,25 @@ def _describe_event(event: Event) -> str:
 
 
 def _task_list_section(header: str, tasks: list[Task], empty: str) -> dict[str, Any]:
-    widgets = [
-        {
-            "decoratedText": {
-                "topLabel": escape(f"Task {task.id} · {task.criticality}"),
-                "text": escape(task.subject or "(no subject)"),
-                "bottomLabel": escape(
-                    f"{task.status}, created by {task.creator_email}"
-                ),
-                "wrapText": True,
-                "onClick": {"openLink": {"url": thread_link(task)}},
-            }
-        }
-        for task in tasks
+    widgets: list[dict[str, Any]] = [
+        {"decoratedText": _task_line(task)} for task in tasks
     ]
     if not widgets:
         widgets = [{"textParagraph": {"text": empty}}]
     return {"header": header, "widgets": widgets}
+
+
+def _task_line(task: Task) -> dict[str, Any]:
+    line: dict[str, Any] = {
+        "topLabel": escape(f"Task {task.id} · {task.criticality}"),
+        "text": escape(task.subject or "(no subject)"),
+        "bottomLabel": escape(f"{task.status}, created by {task.creator_email}"),
+        "wrapText": True,
+    }
+    link = thread_link(task)
+    if link:
+        line["onClick"] = {"openLink": {"url": link}}
+    return line
 
 
 def _action(base_url: str, path: str, **parameters: object) -> dict[str, Any]:

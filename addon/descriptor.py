@@ -18,6 +18,7 @@ from flask.cli import with_appcontext
 
 from addon import cards
 from addon.verify import base_url as configured_base_url
+from core.links import GMAIL_WEB_URL
 
 ADDON_NAME = "threadtask"
 LOGO_PATH = "/addon/static/logo.png"
@@ -42,7 +43,7 @@ def build_descriptor(base_url: str) -> dict[str, Any]:
                 "logoUrl": base + LOGO_PATH,
                 "homepageTrigger": {"runFunction": base + cards.HOMEPAGE_PATH},
                 # Cards may open an HTTPS link only under one of these prefixes.
-                "openLinkUrlPrefixes": [cards.GMAIL_WEB_URL],
+                "openLinkUrlPrefixes": [GMAIL_WEB_URL],
             },
             "gmail": {
                 "contextualTriggers": [

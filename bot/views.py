@@ -13,9 +13,9 @@ from calendar import timegm
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote
 
 from bot.mrkdwn import code, plain
+from core.links import gmail_thread_url
 from core.models import Delivery, Event, Task
 from core.timeutil import isoformat
 
@@ -36,10 +36,6 @@ PROBLEM_CHARS = 1000
 # Field names, channels, kinds and statuses come from the core and are short.
 NAME_CHARS = 40
 
-# The Gmail web app's link to a thread by id, the form the Gmail add-on uses.
-# "u/0" is the first Google account signed in to the browser.
-GMAIL_THREAD_URL = "https://mail.google.com/mail/u/0/#all/"
-
 
 def section(text: str) -> dict[str, Any]:
     return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
@@ -50,16 +46,8 @@ def context(text: str) -> dict[str, Any]:
 
 
 def thread_url(task: Task) -> str | None:
-    """Return the Gmail web link to the task's thread, or None.
-
-    Gmail thread ids are hexadecimal. A thread id with "@" or "<" in it is a
-    Message-ID, which the mail reader stores when the mailbox has no thread
-    ids of its own (Maildir), and which no Gmail link by id can open.
-    """
-    thread_id = task.thread_id or ""
-    if not thread_id or "@" in thread_id or "<" in thread_id:
-        return None
-    return GMAIL_THREAD_URL + quote(thread_id, safe="")
+    """Return the Gmail web link to the task's thread, or None."""
+    return gmail_thread_url(task.thread_id, task.latest_message_id)
 
 
 def thread_reference(task: Task, label: str) -> str:

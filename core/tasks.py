@@ -65,6 +65,7 @@ def _announce(task: Task, actor: Actor, changes: dict) -> None:
     else:
         pending.append((task, actor, changes))
 
+
 TEXT_FIELDS = ("subject", "html", "thread_id", "latest_message_id")
 ADDRESS_FIELDS = ("creator_email", "assigned_to")
 UPDATABLE_FIELDS = (*TEXT_FIELDS, "assigned_to", "status", "criticality")

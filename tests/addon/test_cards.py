@@ -476,3 +476,21 @@ def test_superscript_task_id_explained(addon, open_task):
         "task_id='²' is invalid: must be a whole number."
     )
     assert Task.get_by_id(open_task.id).status == "open"
+
+
+def test_homepage_line_without_link(addon, db):
+    # A Maildir task keyed by Message-ID, with no latest Message-ID known.
+    create_task(
+        Actor(CREATOR, "api"),
+        {
+            "thread_id": "<root@mail.example.com>",
+            "subject": "No link",
+            "assigned_to": ASSIGNEE,
+        },
+    )
+
+    card = card_of(addon.act("/addon/homepage", ASSIGNEE).get_json())
+
+    [item] = widgets_of(card, "decoratedText")
+    assert item["text"] == "No link"
+    assert "onClick" not in item

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from addon.cards import thread_link
 from core import tasks
 from core.models import Delivery, Event, Task
 from tests.conftest import CREATOR, actor
@@ -184,3 +185,18 @@ def test_message_id_thread_shown_as_text(slack, db):
     assert line.endswith("thread `&lt;a_1.x@mail.example.com&gt;`")
     assert fields.endswith("thread `&lt;a_1.x@mail.example.com&gt;`")
     assert "http" not in line + fields
+
+
+def test_thread_link_matches_card(slack, db):
+    task = make_task(
+        thread_id="<root@mail.example.com>",
+        latest_message_id="<reply-2@mail.example.com>",
+        assigned_to=CREATOR,
+    )
+
+    shown = message_of(slack, f"show {task.id}")
+    slack.finish()
+
+    url = thread_link(task)
+    assert url.endswith("#search/rfc822msgid%3Areply-2%40mail.example.com")
+    assert f"<{url}|Open the thread>" in section_texts(shown)[1]
