@@ -3,7 +3,10 @@
 Everything runs on a fresh SQLite database and queue folder in a temporary
 directory, and each measurement sits beside its floor from the same run:
 
-1. Tick: a table of open tasks (default 100,000) of which 1,000 are due.
+1. Tick: first over 10,000 tasks, 1,000 due, each with an HTML body of
+   20,000 bytes (``--body-bytes``) as a task made from a real email has, in
+   a database of its own. Then over a table of open tasks without bodies
+   (default 100,000) of which 1,000 are due.
    The bare SQL query that selects the due rows is timed beside
    ``enqueue_due_reminders`` (select, advance the schedule and mark each
    task as owing a reminder, all in one UPDATE), and beside that UPDATE run
@@ -38,9 +41,12 @@ import tracemalloc
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import peewee as pw
+
 DUE = 1_000
 REPEATS = 15
 DELIVERY_ROUNDS = 5
+BODIES_TASKS = 10_000
 NOW = datetime(2026, 3, 2, 9, 0, 0)
 INSERT_CHUNK = 5_000
 
@@ -54,12 +60,20 @@ def main() -> None:
     parser.add_argument(
         "--deliveries", type=int, default=2_000, help="reminders to deliver"
     )
+    parser.add_argument(
+        "--body-bytes",
+        type=int,
+        default=20_000,
+        help="size of each task's HTML body in the tick run over 10,000 tasks",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
     workdir = Path(tempfile.mkdtemp(prefix="threadtask-bench-"))
     try:
+        setup(workdir / "bodies")
+        bench_tick_with_bodies(BODIES_TASKS, args.body_bytes)
         settings = setup(workdir)
         bench_tick(args.tasks, args.grow_to)
         bench_delivery(settings, workdir, args.deliveries)
@@ -71,6 +85,7 @@ def main() -> None:
 
 
 def setup(workdir: Path):
+    """Open a fresh SQLite database under ``workdir`` and make it the one used."""
     from core.config import Settings, use_settings
     from core.db import database, migrate_database, open_database
 
@@ -190,6 +205,22 @@ def time_tick(ids: list[int]) -> tuple[float, float, float, float, int]:
         statistics.median(hand_over),
         peak,
     )
+
+
+def bench_tick_with_bodies(tasks: int, body_bytes: int) -> None:
+    """Time the tick over tasks whose emails had HTML bodies of this size."""
+    from core.db import database
+    from core.models import Task, TaskBody
+
+    insert_tasks(0, tasks, DUE)
+    body = "<p>" + "x" * max(body_bytes - 7, 0) + "</p>"
+    with database.atomic():
+        TaskBody.insert_from(
+            Task.select(Task.id, pw.Value(body)), [TaskBody.task, TaskBody.html]
+        ).execute()
+    ids = [row.id for row in Task.select(Task.id).where(Task.next_reminder_at <= NOW)]
+    print(f"with a {body_bytes:,}-byte HTML body per task:")
+    report_tick(tasks, len(ids), *time_tick(ids))
 
 
 def bench_tick(tasks: int, grow_to: int) -> None:

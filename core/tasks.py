@@ -21,7 +21,7 @@ from core.config import CRITICALITIES, STATUSES, get_settings
 from core.db import database
 from core.emails import domain_of, normalize_field
 from core.errors import Conflict, Forbidden, InvalidField, NotFound, PreconditionFailed
-from core.models import CHANNELS, Delivery, Event, Task
+from core.models import CHANNELS, Delivery, Event, Task, TaskBody
 from core.sqlcache import cached_select
 from core.timeutil import utcnow
 
@@ -135,8 +135,16 @@ def get_task(task_id: int, *, for_update: bool = False) -> Task:
             [task_id],
         )
     else:
+        # The body comes in the same query; its column "html" sets task.html.
         rows = cached_select(
-            Task, "task-by-id", lambda: Task.select().where(Task.id == 0), [task_id]
+            Task,
+            "task-by-id",
+            lambda: (
+                Task.select(Task, TaskBody.html.alias("html"))
+                .join(TaskBody, pw.JOIN.LEFT_OUTER)
+                .where(Task.id == 0)
+            ),
+            [task_id],
         )
     task = next(iter(rows), None)
     if task is None:
@@ -169,7 +177,9 @@ def create_task(
         existing = Task.for_thread(values["thread_id"])
         if existing is not None:
             raise _thread_conflict(values["thread_id"], existing.id)
+        html = values.pop("html", "")
         task = Task(created_at=now, modified_at=now, **values)
+        task.html = html
         task.next_reminder_at = compute_next_reminder_at(
             task.status, task.criticality, now
         )
@@ -183,6 +193,7 @@ def create_task(
             raise _thread_conflict(
                 values["thread_id"], other.id if other else None
             ) from None
+        _store_body(task)
         _record(task, actor, "created", None, task.subject, now)
         if task.assigned_to:
             _queue_assignment_notice(task, now)
@@ -224,7 +235,11 @@ def update_task(
             with database.atomic():
                 updated = (
                     Task.update(
-                        **{name: getattr(task, name) for name in _dirty(changes)},
+                        **{
+                            name: getattr(task, name)
+                            for name in _dirty(changes)
+                            if name != "html"
+                        },
                         version=Task.version + 1,
                         modified_at=now,
                     )
@@ -242,6 +257,8 @@ def update_task(
                 f"Task {task_id} was changed by someone else at the same time. "
                 "Fetch it again and retry."
             )
+        if "html" in changes:
+            _store_body(task)
         task.version += 1
         task.modified_at = now
         for name, (old, new) in changes.items():
@@ -383,6 +400,18 @@ def _authorize_changes(actor: Actor, task: Task, changes: dict[str, tuple]) -> N
         raise Forbidden(
             f"Only {task.creator_email}, who created this task, can close it."
         )
+
+
+def _store_body(task: Task) -> None:
+    """Write the task's HTML body to its own table; an empty body has no row."""
+    if not task.html:
+        TaskBody.delete().where(TaskBody.task == task.id).execute()
+        return
+    (
+        TaskBody.insert(task=task.id, html=task.html)
+        .on_conflict(conflict_target=[TaskBody.task], preserve=[TaskBody.html])
+        .execute()
+    )
 
 
 def _apply(task: Task, changes: dict[str, tuple], now: datetime) -> None:
