@@ -52,23 +52,16 @@ def tick(queue: ReminderQueue, now: datetime | None = None) -> int:
     """
     now = now or utcnow()
     enqueue_due_reminders(now)
-    put = dispatch(queue, now)
-
-    # A delivery that is queued or being sent but has no message waiting lost
-    # it to a wiped queue or a crashed worker. The queue skips ids it still has,
-    # and the grace leaves alone what a second clock is putting right now.
-    recovered = queue.enqueue(in_flight_delivery_ids(now - RECOVERY_GRACE))
-    if recovered:
-        logger.warning(
-            "put %d deliveries whose queue message was lost back on the queue",
-            len(recovered),
-        )
-    return put + len(recovered)
+    return dispatch(queue, now)
 
 
 def dispatch(queue: ReminderQueue, now: datetime | None = None) -> int:
-    """Put every due reminder and pending, due delivery on the queue.
+    """Put due reminders and pending, due deliveries on the queue.
 
+    A delivery that is queued or being sent but has no message waiting lost
+    it to a wiped queue, a flushed Redis or a worker that failed to reach
+    the database; it is put back too. The queue skips ids it still has, and
+    the grace leaves alone what a second clock is putting right now.
     Returns how many messages were put on the queue.
     """
     now = now or utcnow()
@@ -78,9 +71,15 @@ def dispatch(queue: ReminderQueue, now: datetime | None = None) -> int:
         if not ids:
             break
         total += len(queue.enqueue(ids))
+    recovered = queue.enqueue(in_flight_delivery_ids(now - RECOVERY_GRACE))
+    if recovered:
+        logger.warning(
+            "put %d deliveries whose queue message was lost back on the queue",
+            len(recovered),
+        )
     if total:
         logger.info("put %d deliveries on the queue", total)
-    return total
+    return total + len(recovered)
 
 
 def poll_mail() -> None:

@@ -17,11 +17,13 @@ Two backends share one interface:
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 from core.config import Settings
 
@@ -74,25 +76,51 @@ class SQLiteReminderQueue(ReminderQueue):
     def __init__(
         self, directory: Path, *, consumer: bool, name: str = QUEUE_NAME
     ) -> None:
+        self.directory = directory
+        self._consumer = consumer
+        self._name = name
+        directory.mkdir(parents=True, exist_ok=True)
+        self._queue = self._open()
+        self._file = directory / self._queue.db_file_name
+        self._file_id = _file_id(self._file)
+        self._acked_since_clear = 0
+
+    def _open(self) -> Any:
         import persistqueue
         import persistqueue.serializers.json as json_serializer
 
-        directory.mkdir(parents=True, exist_ok=True)
-        self.directory = directory
-        # Only the consumer may resume messages left unacknowledged by a
-        # process that died. A producer doing so would hand the consumer's
-        # in-flight messages out a second time.
-        self._queue = persistqueue.SQLiteAckQueue(
-            str(directory),
-            auto_resume=consumer,
-            name=name,
+        return persistqueue.SQLiteAckQueue(
+            str(self.directory),
+            # Only the consumer may resume messages left unacknowledged by a
+            # process that died. A producer doing so would hand the
+            # consumer's in-flight messages out a second time.
+            auto_resume=self._consumer,
+            name=self._name,
             multithreading=True,
             timeout=30.0,
             serializer=json_serializer,
         )
-        self._acked_since_clear = 0
+
+    def _reopen_if_replaced(self) -> None:
+        """Open the queue file again if it was deleted or replaced on disk.
+
+        SQLite keeps using a file it has open after the file is deleted, so
+        without this a process would go on putting messages into, or waiting
+        on, a file no other process can see. The Delivery rows keep what
+        was in it; the clock puts those deliveries back.
+        """
+        if _file_id(self._file) == self._file_id:
+            return
+        logger.warning(
+            "queue file %s was deleted or replaced; opening it again", self._file
+        )
+        self._queue.close()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._queue = self._open()
+        self._file_id = _file_id(self._file)
 
     def enqueue(self, delivery_ids: Iterable[int]) -> list[int]:
+        self._reopen_if_replaced()
         waiting = self._waiting_ids()
         put = []
         for delivery_id in delivery_ids:
@@ -118,6 +146,7 @@ class SQLiteReminderQueue(ReminderQueue):
 
         handled = 0
         while not stop.is_set():
+            self._reopen_if_replaced()
             try:
                 # A blocking get would wake only on puts from this process,
                 # so the loop polls instead and checks ``stop`` in between.
@@ -144,10 +173,20 @@ class SQLiteReminderQueue(ReminderQueue):
         self._acked_since_clear = 0
 
     def waiting_count(self) -> int:
+        self._reopen_if_replaced()
         return len(self._waiting_ids())
 
     def close(self) -> None:
         self._queue.close()
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    """Return the device and inode of ``path``, or None if it does not exist."""
+    try:
+        status = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (status.st_dev, status.st_ino)
 
 
 class RQReminderQueue(ReminderQueue):

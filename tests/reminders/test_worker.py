@@ -6,13 +6,14 @@ import shutil
 import threading
 from datetime import timedelta
 
+import psycopg2
 import pytest
 
 from core.models import Delivery
 from core.tasks import update_task
 from scheduler.clock import tick
 from scheduler.worker import build_handler
-from tests.conftest import CREATOR, actor
+from tests.conftest import CREATOR, POSTGRES_URL, actor
 from tests.reminders.conftest import START, make_task, outbox_messages
 
 
@@ -134,3 +135,28 @@ def test_second_clock_leaves_fresh_queued_alone(
     later = tick(make_queue(queue_kind, consumer=False), moment + timedelta(minutes=30))
     assert later == 1  # the notice, now overdue for its message
     assert "lost" in caplog.text
+
+
+def test_worker_survives_dropped_connection(db, settings, outbox, backend):
+    if backend != "postgres":
+        pytest.skip("only a database server can drop a client's connection")
+    handler = build_handler(settings, transport=outbox)
+    notices = []
+    for _ in range(2):
+        task = make_task(criticality="high")
+        [notice] = Delivery.select().where(Delivery.task == task.id)
+        Delivery.update(status="queued").where(Delivery.id == notice.id).execute()
+        notices.append(notice.id)
+    assert handler(notices[0]) == "sent"
+
+    # Another session ends the worker's connection, as an admin or a
+    # server restart would.
+    pid = db.execute_sql("SELECT pg_backend_pid()").fetchone()[0]
+    admin = psycopg2.connect(POSTGRES_URL)
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    admin.close()
+
+    assert handler(notices[1]) == "sent"
+    assert Delivery.get_by_id(notices[1]).status == "sent"
