@@ -22,7 +22,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from core.emails import normalize_email
+from core.emails import domain_of, normalize_email
 
 CRITICALITIES = ("low", "medium", "high", "critical")
 STATUSES = ("open", "fixed", "closed")
@@ -30,9 +30,13 @@ STATUSES = ("open", "fixed", "closed")
 DEFAULT_REMINDER_INTERVALS = "critical=30m,high=1h,medium=1d,low=7d"
 _DURATION = re.compile(r"^(\d+)\s*([mhdw])$")
 _DURATION_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+# Longer intervals would put a reminder past any date worth keeping, and
+# far enough ones past the largest date Python can hold.
+MAX_DURATION = timedelta(days=366)
 
 DATABASE_SCHEMES = ("sqlite", "postgres", "postgresql")
 MIN_SECRET_KEY_LENGTH = 32
+REDIS_SCHEMES = ("redis", "rediss", "unix")
 SECRET_FIELDS = ("secret_key", "slack_signing_secret", "slack_bot_token")
 _DOMAIN = re.compile(
     r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$"
@@ -51,7 +55,16 @@ def parse_duration(text: str) -> timedelta:
     if not match:
         raise ValueError(f"{text!r} is not a duration; use a number and m, h, d or w")
     amount, unit = match.groups()
-    return timedelta(**{_DURATION_UNITS[unit]: int(amount)})
+    # More digits than any allowed interval needs could overflow timedelta.
+    duration = None
+    if len(amount) <= 6:
+        duration = timedelta(**{_DURATION_UNITS[unit]: int(amount)})
+    if duration is None or duration > MAX_DURATION:
+        raise ValueError(
+            f"{text!r} is longer than the longest interval, "
+            f"{MAX_DURATION.days} days; use a shorter one"
+        )
+    return duration
 
 
 def parse_intervals(text: str) -> dict[str, timedelta]:
@@ -170,6 +183,41 @@ class Settings(BaseSettings):
             except ValueError as exc:
                 raise ValueError(f"{item!r} is not an email address ({exc})") from None
         return value
+
+    @field_validator("triage_email")
+    @classmethod
+    def _check_triage_email(cls, value: str) -> str:
+        if not value.strip():
+            return ""
+        try:
+            return normalize_email(value.strip())
+        except ValueError as exc:
+            raise ValueError(
+                f"{exc}; use one address such as triage@example.com"
+            ) from None
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str) -> str:
+        scheme = value.split("://", 1)[0].lower() if "://" in value else ""
+        if value and scheme not in REDIS_SCHEMES:
+            raise ValueError(
+                "use redis://HOST:PORT/DB, rediss://HOST:PORT/DB or "
+                "unix:///PATH/TO/SOCKET, or leave it empty for the on-disk queue"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _check_triage_domain(self) -> Settings:
+        allowed = self.allowed_email_domains
+        triage = self.triage_email
+        if triage and allowed and domain_of(triage) not in allowed:
+            raise ValueError(
+                f"TRIAGE_EMAIL {triage} is outside ALLOWED_EMAIL_DOMAINS "
+                f"({', '.join(allowed)}), so no reminder could go to it; use an "
+                "address in one of those domains"
+            )
+        return self
 
     @field_validator("allowed_email_domains")
     @classmethod

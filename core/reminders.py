@@ -495,7 +495,7 @@ def skip_reason(
     if delivery.kind == ASSIGNED:
         if task.assigned_to != delivery.recipient:
             return "The task was assigned to someone else before this notice went out."
-        return ""
+        return _outside_allowed_domains(delivery.recipient, settings)
 
     expected = STATUS_BY_KIND.get(delivery.kind)
     if task.status != expected:
@@ -512,8 +512,20 @@ def skip_reason(
                 f"less than the interval of {interval} before this one was due."
             )
 
-    _, reason = _current_recipient(task, delivery, settings)
-    return reason
+    recipient, reason = _current_recipient(task, delivery, settings)
+    return reason or _outside_allowed_domains(recipient, settings)
+
+
+def _outside_allowed_domains(recipient: str, settings: Settings) -> str:
+    # Tasks stored before ALLOWED_EMAIL_DOMAINS was set, or narrowed, can
+    # name outsiders; the check at send time keeps mail from reaching them.
+    allowed = settings.allowed_email_domains
+    if allowed and domain_of(recipient) not in allowed:
+        return (
+            f"The recipient {recipient} is outside ALLOWED_EMAIL_DOMAINS "
+            f"({', '.join(allowed)})."
+        )
+    return ""
 
 
 def _send_delay_allowance(settings: Settings) -> timedelta:

@@ -82,6 +82,25 @@ def dispatch(queue: ReminderQueue, now: datetime | None = None) -> int:
     return total + len(recovered)
 
 
+# A year after the latest --now, every reminder interval still fits before
+# the largest date Python can hold.
+LATEST_NOW = datetime(9000, 1, 1)
+
+
+def _parse_now(value: str) -> datetime:
+    try:
+        now = parse_utc(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a time; use ISO 8601 such as 2026-03-02T09:30:00Z"
+        ) from None
+    if now >= LATEST_NOW:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is too far ahead; use a time before {LATEST_NOW.year}"
+        )
+    return now
+
+
 def poll_mail() -> None:
     # Imported here so a clock without the mail reader still sends reminders.
     from core.mail import poll_mailbox_once
@@ -161,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--now",
-        type=parse_utc,
+        type=_parse_now,
         help="with --once: the UTC time the reminder jobs take as now, "
         "for example 2026-03-02T09:30:00Z, to try out reminders that are "
         "not due yet",

@@ -67,6 +67,10 @@ def test_list_and_revoke_tokens(runner):
         ("REMINDER_INTERVALS", "urgent=1h", ["urgent", "criticality"]),
         ("MAIL_BACKEND", "imap", ["MAIL_BACKEND", "imap", "maildir"]),
         ("MAX_UPLOAD_BYTES", "-1", ["MAX_UPLOAD_BYTES", "greater than 0"]),
+        ("REMINDER_INTERVALS", "low=3000000d", ["3000000d", "366 days"]),
+        ("REMINDER_INTERVALS", "critical=99999999999999d", ["366 days"]),
+        ("REDIS_URL", "notaurl", ["REDIS_URL", "notaurl", "redis://"]),
+        ("TRIAGE_EMAIL", "not an address", ["TRIAGE_EMAIL", "triage@example.com"]),
     ],
 )
 def test_invalid_setting_names_variable(monkeypatch, variable, value, words):
@@ -155,3 +159,32 @@ def test_short_secret_key_not_echoed(monkeypatch):
     assert "too-short-to-sign" not in message
     assert "SECRET_KEY=<hidden, 17 characters>" in message
     assert "at least 32 characters" in message
+
+
+def test_triage_outside_allowed_domains_rejected(monkeypatch):
+    monkeypatch.setenv("ALLOWED_EMAIL_DOMAINS", "example.org")
+    monkeypatch.setenv("TRIAGE_EMAIL", "ops@outside.test")
+
+    with pytest.raises(ConfigError) as raised:
+        load_settings(_env_file=None)
+
+    message = str(raised.value)
+    assert "TRIAGE_EMAIL ops@outside.test is outside ALLOWED_EMAIL_DOMAINS" in message
+    assert "(example.org)" in message
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        ("garbage", "is not a time"),
+        ("9999-12-31T23:59:59Z", "too far ahead"),
+    ],
+)
+def test_clock_rejects_bad_now(value, words, capsys):
+    from scheduler.clock import main
+
+    with pytest.raises(SystemExit) as raised:
+        main(["--once", "--now", value])
+
+    assert raised.value.code == 2
+    assert words in capsys.readouterr().err

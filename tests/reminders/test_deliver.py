@@ -364,3 +364,29 @@ def test_line_too_long_for_smtp_sent_as_base64(db, outbox):
     assert max(len(line) for line in path.read_bytes().splitlines()) <= 998
     assert plain["Content-Transfer-Encoding"] == "base64"
     assert f"Task: {subject}" in plain.get_content()
+
+
+def test_recipient_outside_allowed_domains_skipped(db, outbox, make_settings):
+    # The task was stored before ALLOWED_EMAIL_DOMAINS was narrowed.
+    task = make_task(criticality="high")
+    delivery = queued_reminder(task)
+    use_settings(make_settings(allowed_email_domains="example.org"))
+
+    outcome = deliver(delivery.id, outbox, now=DUE)
+
+    assert outcome == "skipped"
+    assert outbox_messages(outbox) == []
+    error = Delivery.get_by_id(delivery.id).error
+    assert error == (
+        f"The recipient {ASSIGNEE} is outside ALLOWED_EMAIL_DOMAINS (example.org)."
+    )
+
+
+def test_notice_outside_allowed_domains_skipped(db, outbox, make_settings):
+    task = make_task(criticality="high")
+    [notice] = Delivery.select().where(Delivery.task == task.id)
+    queue_due_deliveries(START)
+    use_settings(make_settings(allowed_email_domains="example.org"))
+
+    assert deliver(notice.id, outbox, now=START) == "skipped"
+    assert outbox_messages(outbox) == []
