@@ -163,13 +163,13 @@ def _build_tick_statement(
     owes_reminder = Task.status.in_(list(KIND_BY_STATUS))
     due_at = pw.fn.COALESCE(Task.reminder_due_at, Task.reminder_due_at.to_value(now))
     # One write per due task: the schedule and the mark share the row. On
-    # PostgreSQL a second clock's UPDATE waits for the first one's commit,
-    # then moves the schedule from its own time and keeps the first mark, so
-    # the task still owes one reminder.
+    # PostgreSQL a second clock's UPDATE waits for the first one's commit and
+    # then checks the row again; the repeated due condition makes it leave
+    # the tasks the first clock advanced alone.
     return Task.update(
         next_reminder_at=_next_reminder_at(now, settings),
         reminder_due_at=pw.Case(None, [(owes_reminder, due_at)], None),
-    ).where(Task.id.in_(batch))
+    ).where(Task.id.in_(batch) & (Task.next_reminder_at <= now))
 
 
 def _next_reminder_at(now: datetime, settings: Settings) -> pw.Node:

@@ -263,8 +263,22 @@ def update_task(
         task.modified_at = now
         for name, (old, new) in changes.items():
             _record(task, actor, name, old, new, now)
+        if "status" in changes:
+            _cancel_unsent_reminders(
+                task,
+                now,
+                f"The task became {task.status} before this reminder went out; "
+                "the new status starts a fresh interval.",
+            )
         if "assigned_to" in changes:
             _cancel_assignment_notices(task, now)
+            _cancel_unsent_reminders(
+                task,
+                now,
+                "The task was reassigned before this reminder went out; the "
+                "new assignee gets the assignment notice instead.",
+                kinds=("open_reminder",),
+            )
             if task.assigned_to:
                 _queue_assignment_notice(task, now)
     logger.info(
@@ -421,17 +435,29 @@ def _apply(task: Task, changes: dict[str, tuple], now: datetime) -> None:
         # A new status starts a fresh reminder period. A new criticality keeps
         # the period's start, so raising it from low to critical makes the
         # reminder due at the next tick instead of next week.
-        since = (
-            now
-            if "status" in changes
-            else (task.last_reminder_at or task.created_at or now)
-        )
+        if "status" in changes:
+            since = now
+        else:
+            since = _period_start(task, changes["criticality"][0], now)
         task.next_reminder_at = compute_next_reminder_at(
             task.status, task.criticality, since
         )
     if "status" in changes:
         # A reminder the tick found due was about the old status.
         task.reminder_due_at = None
+
+
+def _period_start(task: Task, old_criticality: str, now: datetime) -> datetime:
+    """Return when the task's current reminder period began.
+
+    The next reminder is one interval of the old criticality after that
+    start, whether the period began with the last reminder, the last change
+    of status or the task's creation.
+    """
+    interval = get_settings().intervals.get(old_criticality)
+    if task.next_reminder_at is not None and interval is not None:
+        return task.next_reminder_at - interval
+    return task.last_reminder_at or task.created_at or now
 
 
 def _dirty(changes: dict[str, tuple]) -> list[str]:
@@ -487,6 +513,27 @@ def _cancel_assignment_notices(task: Task, now: datetime) -> None:
             & (Delivery.kind == "assigned")
             & (Delivery.status.in_(UNSENT_STATUSES))
             & (Delivery.recipient != task.assigned_to)
+        )
+        .execute()
+    )
+
+
+def _cancel_unsent_reminders(
+    task: Task,
+    now: datetime,
+    reason: str,
+    kinds: tuple[str, ...] = ("open_reminder", "fixed_reminder"),
+) -> None:
+    """Skip the task's reminders that are stored or queued but not yet sent.
+
+    One being sent right now is left to finish.
+    """
+    (
+        Delivery.update(status="skipped", error=reason, updated_at=now)
+        .where(
+            (Delivery.task == task.id)
+            & (Delivery.kind.in_(kinds))
+            & (Delivery.status.in_(UNSENT_STATUSES))
         )
         .execute()
     )

@@ -10,7 +10,6 @@ from types import FrameType
 
 from core.config import ConfigError, Settings, load_settings, use_settings
 from core.db import open_database
-from core.emails import normalize_email
 from core.logconfig import configure_logging
 
 logger = logging.getLogger(__name__)
@@ -19,14 +18,6 @@ logger = logging.getLogger(__name__)
 def check_settings(settings: Settings) -> list[str]:
     """Return one line per reminder setting that cannot work, with a hint."""
     problems = []
-    if settings.triage_email:
-        try:
-            normalize_email(settings.triage_email)
-        except ValueError:
-            problems.append(
-                f"TRIAGE_EMAIL={settings.triage_email!r} is not an email address; "
-                "set one such as triage@example.com, or leave it empty"
-            )
     if not settings.public_base_url.startswith(("http://", "https://")):
         problems.append(
             f"PUBLIC_BASE_URL={settings.public_base_url!r} must start with http:// "

@@ -4,8 +4,10 @@ import io
 
 import pytest
 
+from core import tasks as core_tasks
+from core.api.tasks import HISTORY_LIMIT
 from core.models import Event, Task
-from tests.conftest import ASSIGNEE, CREATOR, STRANGER
+from tests.conftest import ASSIGNEE, CREATOR, STRANGER, actor
 
 PROBLEM = "application/problem+json"
 
@@ -380,3 +382,21 @@ def test_events_survive_failed_request(client, as_creator):
 
     assert Event.select().count() == before
     assert Task.get_by_id(task["id"]).subject == "VPN is down"
+
+
+def test_history_shows_latest_entries(client, as_creator, db):
+    task = create(client, as_creator)
+    levels = ["low", "high"]
+    for number in range(HISTORY_LIMIT + 5):
+        core_tasks.update_task(
+            actor(CREATOR), task["id"], {"criticality": levels[number % 2]}
+        )
+
+    events = client.get(f"/tasks/{task['id']}", headers=as_creator).get_json()["events"]
+
+    assert len(events) == HISTORY_LIMIT
+    ids = [event["id"] for event in events]
+    assert ids == sorted(ids)
+    last = Event.select().order_by(Event.id.desc()).get()
+    assert ids[-1] == last.id
+    assert all(event["field"] == "criticality" for event in events)

@@ -142,6 +142,33 @@ def test_criticality_raise_makes_reminder_due(db):
     assert raised.next_reminder_at <= later
 
 
+def test_criticality_after_status_change_keeps_new_period(db):
+    task = new_task(criticality="medium")
+    fixed_at = NOW + timedelta(days=20)
+    tasks.update_task(actor(), task.id, {"status": "fixed"}, now=fixed_at)
+
+    raised = tasks.update_task(
+        actor(), task.id, {"criticality": "high"}, now=fixed_at + timedelta(minutes=5)
+    )
+
+    # One hour after the task was marked fixed, not after it was created.
+    assert raised.next_reminder_at == fixed_at + timedelta(hours=1)
+
+
+def test_criticality_lowered_after_reminder(db):
+    task = new_task(criticality="critical")
+    reminded = NOW + timedelta(hours=3)
+    Task.update(
+        last_reminder_at=reminded, next_reminder_at=reminded + timedelta(minutes=30)
+    ).where(Task.id == task.id).execute()
+
+    lowered = tasks.update_task(
+        actor(), task.id, {"criticality": "low"}, now=reminded + timedelta(minutes=1)
+    )
+
+    assert lowered.next_reminder_at == reminded + timedelta(weeks=1)
+
+
 def test_delete_needs_admin(db):
     task = new_task()
 

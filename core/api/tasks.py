@@ -576,14 +576,18 @@ def _with_history(task: Task) -> dict[str, Any]:
     data = {
         name: getattr(task, name) for name in task_detail.fields if hasattr(task, name)
     }
+    # The latest entries, oldest first: a task reminded every 30 minutes for
+    # weeks has thousands, and the newest are the ones a reader wants.
     data["events"] = list(
         cached_select(
             Event,
             "task-events",
-            lambda: Event.select().where(Event.task == 0).order_by(Event.id).limit(1),
+            lambda: (
+                Event.select().where(Event.task == 0).order_by(Event.id.desc()).limit(1)
+            ),
             [task.id, HISTORY_LIMIT],
         )
-    )
+    )[::-1]
     data["reminders"] = list(
         cached_select(
             Delivery,
@@ -591,12 +595,12 @@ def _with_history(task: Task) -> dict[str, Any]:
             lambda: (
                 Delivery.select()
                 .where(Delivery.task == 0)
-                .order_by(Delivery.id)
+                .order_by(Delivery.id.desc())
                 .limit(1)
             ),
             [task.id, HISTORY_LIMIT],
         )
-    )
+    )[::-1]
     return data
 
 

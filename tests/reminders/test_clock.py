@@ -183,7 +183,7 @@ def test_bad_settings_stop_start_up(settings):
     )
 
     assert result.returncode == 2
-    assert "TRIAGE_EMAIL='not an address' is not an email address" in result.stderr
+    assert "TRIAGE_EMAIL='not an address': not an email address" in result.stderr
 
 
 def test_clock_once_takes_injected_time(db, settings, outbox):

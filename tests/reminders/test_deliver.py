@@ -126,22 +126,68 @@ def test_task_closed_while_queued_sends_nothing(db, outbox):
 
     outcome = deliver(delivery.id, outbox, now=DUE + timedelta(minutes=1))
 
-    assert outcome == "skipped"
+    assert outcome == "ignored"
     assert outbox_messages(outbox) == []
     delivery = Delivery.get_by_id(delivery.id)
     assert delivery.status == "skipped"
-    assert delivery.error == "The task is closed."
+    assert delivery.error.startswith("The task became closed before this reminder")
+
+
+def test_closed_task_skipped_at_send(db, outbox):
+    # Closed by a write that bypassed the task rules: the sender still checks.
+    task = make_task(criticality="high")
+    delivery = queued_reminder(task)
+    Task.update(status="closed").where(Task.id == task.id).execute()
+
+    outcome = deliver(delivery.id, outbox, now=DUE + timedelta(minutes=1))
+
+    assert outcome == "skipped"
+    assert outbox_messages(outbox) == []
+    assert Delivery.get_by_id(delivery.id).error == "The task is closed."
 
 
 def test_status_changed_while_queued_is_skipped(db, outbox):
     task = make_task(criticality="high")
     delivery = queued_reminder(task)
-    update_task(actor(ASSIGNEE), task.id, {"status": "fixed"}, now=DUE)
+    Task.update(status="fixed").where(Task.id == task.id).execute()
 
     outcome = deliver(delivery.id, outbox, now=DUE)
 
     assert outcome == "skipped"
     assert Delivery.get_by_id(delivery.id).error == "The task is fixed now, not open."
+
+
+def test_reopened_while_queued_not_sent(db, outbox):
+    task = make_task(criticality="high")
+    delivery = queued_reminder(task)
+    update_task(actor(ASSIGNEE), task.id, {"status": "fixed"}, now=DUE)
+    update_task(actor(ASSIGNEE), task.id, {"status": "open"}, now=DUE)
+
+    outcome = deliver(delivery.id, outbox, now=DUE + timedelta(minutes=1))
+
+    assert outcome == "ignored"
+    assert outbox_messages(outbox) == []
+    assert "fresh interval" in Delivery.get_by_id(delivery.id).error
+    assert Task.get_by_id(task.id).next_reminder_at == DUE + timedelta(hours=1)
+
+
+def test_reassigned_while_queued_gets_notice_only(db, outbox):
+    task = make_task(criticality="high")
+    delivery = queued_reminder(task)
+    update_task(actor(CREATOR), task.id, {"assigned_to": CREATOR}, now=DUE)
+
+    for pending in queue_due_deliveries(DUE):
+        deliver(pending, outbox, now=DUE)
+    deliver(delivery.id, outbox, now=DUE)
+
+    [email] = outbox_messages(outbox)[-1:]
+    assert (
+        "You have been assigned this task" in email.get_body(("plain",)).get_content()
+    )
+    assert str(email["To"]) == CREATOR
+    reminder = Delivery.get_by_id(delivery.id)
+    assert reminder.status == "skipped"
+    assert "reassigned" in reminder.error
 
 
 def test_recent_reminder_skips_the_next(db, outbox):
