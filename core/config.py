@@ -34,9 +34,20 @@ _DURATION_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 # far enough ones past the largest date Python can hold.
 MAX_DURATION = timedelta(days=366)
 
-DATABASE_SCHEMES = ("sqlite", "postgres", "postgresql")
 MIN_SECRET_KEY_LENGTH = 32
-REDIS_SCHEMES = ("redis", "rediss", "unix")
+# The schemes each URL setting accepts, and the fix an error suggests.
+URL_SCHEMES = {
+    "database_url": (
+        ("sqlite", "postgres", "postgresql"),
+        "use sqlite:///PATH or postgresql://USER@HOST:PORT/NAME, "
+        "or leave it empty for SQLite under DATA_DIR",
+    ),
+    "redis_url": (
+        ("redis", "rediss", "unix"),
+        "use redis://HOST:PORT/DB, rediss://HOST:PORT/DB or "
+        "unix:///PATH/TO/SOCKET, or leave it empty for the on-disk queue",
+    ),
+}
 SECRET_FIELDS = ("secret_key", "slack_signing_secret", "slack_bot_token")
 _DOMAIN = re.compile(
     r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$"
@@ -163,15 +174,13 @@ class Settings(BaseSettings):
     def _upper_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("database_url")
+    @field_validator("database_url", "redis_url")
     @classmethod
-    def _check_database_url(cls, value: str) -> str:
+    def _check_url_scheme(cls, value: str, info: ValidationInfo) -> str:
+        schemes, hint = URL_SCHEMES[info.field_name]
         scheme = value.split(":", 1)[0].lower() if ":" in value else ""
-        if value and scheme not in DATABASE_SCHEMES:
-            raise ValueError(
-                "use sqlite:///PATH or postgresql://USER@HOST:PORT/NAME, "
-                "or leave it empty for SQLite under DATA_DIR"
-            )
+        if value and scheme not in schemes:
+            raise ValueError(hint)
         return value
 
     @field_validator("admin_emails")
@@ -195,17 +204,6 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"{exc}; use one address such as triage@example.com"
             ) from None
-
-    @field_validator("redis_url")
-    @classmethod
-    def _check_redis_url(cls, value: str) -> str:
-        scheme = value.split("://", 1)[0].lower() if "://" in value else ""
-        if value and scheme not in REDIS_SCHEMES:
-            raise ValueError(
-                "use redis://HOST:PORT/DB, rediss://HOST:PORT/DB or "
-                "unix:///PATH/TO/SOCKET, or leave it empty for the on-disk queue"
-            )
-        return value
 
     @model_validator(mode="after")
     def _check_triage_domain(self) -> Settings:
