@@ -302,12 +302,16 @@ def _reminder_rows(
         ],
         triage,
     )
+    wanted = Task.id.in_(marked) & Task.status.in_(list(KIND_BY_STATUS))
     if triage:
         status, error = pw.Value("queued"), pw.Value("")
     else:
         nobody = (Task.status == "open") & (Task.assigned_to == "")
         status = pw.Case(None, [(nobody, "skipped")], "queued")
         error = pw.Case(None, [(nobody, NO_RECIPIENT)], "")
+        # One skipped row says why a task gets no reminders; a new one at
+        # every interval would only repeat it.
+        wanted &= ~(nobody & _last_reminder_had_no_recipient())
     moment = Delivery.created_at.to_value(now)
     return Task.select(
         Task.id,
@@ -320,7 +324,22 @@ def _reminder_rows(
         Task.reminder_due_at,
         moment,
         moment,
-    ).where(Task.id.in_(marked) & Task.status.in_(list(KIND_BY_STATUS)))
+    ).where(wanted)
+
+
+def _last_reminder_had_no_recipient() -> pw.Expression:
+    """Match tasks whose latest reminder row was skipped for lack of a recipient."""
+    latest = Delivery.alias("latest")
+    latest_id = latest.select(pw.fn.MAX(latest.id)).where(
+        (latest.task == Task.id) & latest.kind.in_(list(REMINDER_KINDS))
+    )
+    return pw.fn.EXISTS(
+        Delivery.select(pw.Value(1)).where(
+            (Delivery.id == latest_id)
+            & (Delivery.status == "skipped")
+            & (Delivery.error == NO_RECIPIENT)
+        )
+    )
 
 
 def marked_tasks_query(now: datetime, limit: int) -> pw.ModelSelect:

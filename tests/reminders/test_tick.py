@@ -314,3 +314,28 @@ def test_concurrent_hand_overs_one_reminder(db):
     both = only_reminders(queued[0]) + only_reminders(queued[1])
     assert sorted(both) == sorted(reminders_of(t)[0].id for t in tasks)
     assert Task.select().where(Task.reminder_due_at.is_null(False)).count() == 0
+
+
+def test_unassigned_skip_recorded_once(db):
+    task = make_task(assigned_to="", criticality="critical")
+
+    for minutes in (30, 60, 90):
+        tick(START + timedelta(minutes=minutes))
+
+    [reminder] = reminders_of(task)
+    assert reminder.status == "skipped"
+    assert reminder.scheduled_at == START + timedelta(minutes=30)
+    assert Task.get_by_id(task.id).reminder_due_at is None
+
+
+def test_skip_recorded_again_after_other_reminder(db):
+    task = make_task(assigned_to="", criticality="critical")
+    tick(START + timedelta(minutes=30))
+    update_task(actor(CREATOR), task.id, {"assigned_to": ASSIGNEE}, now=START)
+    tick(START + timedelta(minutes=60))
+    Delivery.update(status="sent").where(Delivery.status == "queued").execute()
+    update_task(actor(CREATOR), task.id, {"assigned_to": ""}, now=START)
+
+    tick(START + timedelta(minutes=90))
+
+    assert [r.status for r in reminders_of(task)] == ["skipped", "sent", "skipped"]
