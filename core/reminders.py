@@ -213,8 +213,8 @@ def queue_due_deliveries(
     retries, move to queued. An empty list means nothing is left to queue.
 
     The caller puts each returned id on the queue. If that put fails, the row
-    stays queued without a message, and ``in_flight_delivery_ids`` lets the
-    next tick put it again.
+    stays queued without a message, and ``in_flight_delivery_ids`` lets a
+    later hand-over put it back.
     """
     now = now or utcnow()
     while True:
