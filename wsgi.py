@@ -6,14 +6,19 @@ import sys
 
 from flask import Flask
 
+from core.auth import signing_key
 from core.config import ConfigError, Settings, load_settings, use_settings
 from core.db import database, open_database
 from core.logconfig import configure_logging
+
+APP_LOAD_ERROR = 4
 
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the Flask app: REST API, Gmail add-on, Slack and CLI commands."""
     settings = use_settings(settings or load_settings())
+    # A bad key file stops start-up here rather than failing the first sign-in.
+    signing_key(settings)
     open_database(settings.resolved_database_url)
 
     app = Flask("threadtask")
@@ -56,6 +61,8 @@ def __getattr__(name: str) -> Flask:
         built = create_app(settings)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
-        raise SystemExit(2) from None
+        # gunicorn stops for good when a worker exits with 4 ("App failed to
+        # load"); with any other code it starts the worker again, forever.
+        raise SystemExit(APP_LOAD_ERROR) from None
     globals()["app"] = built
     return built

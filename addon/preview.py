@@ -20,14 +20,15 @@ own token or press a button for the user.
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlparse
 
 from flask import Blueprint, Response, current_app, redirect, render_template, request
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from itsdangerous import BadSignature, URLSafeTimedSerializer
 from markupsafe import Markup
 
 from addon.actions import HANDLERS, is_whole_number, show_homepage, show_message
@@ -54,6 +55,9 @@ COOKIE_PATH = "/addon/preview"
 COOKIE_MAX_AGE = timedelta(hours=8)
 # Keeps these signatures apart from any other value signed with the same key.
 COOKIE_SALT = "threadtask.addon-preview.sign-in"
+# Web processes on several machines sign with one key but their own clocks.
+CLOCK_SKEW = timedelta(minutes=5)
+MAX_ROW_ID = 2**63 - 1
 
 # Sec-Fetch-Site values of a request that the page itself, or the user typing
 # the address, started.
@@ -232,14 +236,15 @@ def _preview_actor() -> Actor | str:
             "'flask --app wsgi create-token EMAIL'."
         )
     try:
-        claims = _serializer().loads(
-            cookie, max_age=int(COOKIE_MAX_AGE.total_seconds())
-        )
-    except SignatureExpired:
-        return "Your sign-in is more than 8 hours old; sign in again."
+        claims, signed_at = _serializer().loads(cookie, return_timestamp=True)
     except BadSignature:
         # Altered, or signed with another key (SECRET_KEY changed).
         return "Your sign-in is not valid here; sign in again."
+    age = datetime.now(UTC) - signed_at
+    if age > COOKIE_MAX_AGE:
+        return "Your sign-in is more than 8 hours old; sign in again."
+    if age < -CLOCK_SKEW:
+        return "Your sign-in is dated in the future; sign in again."
     return _actor_for_claims(claims)
 
 
@@ -253,7 +258,9 @@ def _sign_in_claims(token: str) -> dict[str, Any] | str:
         if token.startswith(TOKEN_PREFIX):
             row = lookup_api_token(token)
             _touch(row)
-            return {"api_token_id": row.id}
+            # The digest binds the cookie to this token, not merely to a row
+            # id that another database sharing the key may give someone else.
+            return {"api_token_id": row.id, "token_hash": row.token_hash}
         return {"google_email": email_from_google_token(token)}
     except AuthenticationFailed as exc:
         return str(exc)
@@ -261,11 +268,17 @@ def _sign_in_claims(token: str) -> dict[str, Any] | str:
 
 def _actor_for_claims(claims: Any) -> Actor | str:
     """Return the user a verified cookie names, if the token still works."""
-    if isinstance(claims, dict) and isinstance(claims.get("google_email"), str):
+    if not isinstance(claims, dict):
+        return "Your sign-in is not valid here; sign in again."
+    if isinstance(claims.get("google_email"), str):
         return Actor(email=claims["google_email"], channel="addon")
-    token_id = claims.get("api_token_id") if isinstance(claims, dict) else None
-    row = ApiToken.get_or_none(ApiToken.id == token_id) if token_id else None
-    if row is None:
+    token_id = claims.get("api_token_id")
+    row = None
+    if type(token_id) is int and 0 < token_id <= MAX_ROW_ID:
+        row = ApiToken.get_or_none(ApiToken.id == token_id)
+    if row is None or not hmac.compare_digest(
+        row.token_hash, str(claims.get("token_hash", ""))
+    ):
         return "Your sign-in names no known API token; sign in again."
     if row.revoked_at is not None:
         return f"The API token {row.prefix}... was revoked; sign in with another."

@@ -153,7 +153,13 @@ def signing_key(settings: Settings) -> str:
             pass
         finally:
             temporary.unlink(missing_ok=True)
-    key = path.read_text().strip()
+    try:
+        key = path.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"the key in {path} cannot be read ({exc}); delete it to have a new "
+            "one made, or set SECRET_KEY"
+        ) from None
     if len(key) < MIN_SECRET_KEY_LENGTH:
         raise ConfigError(
             f"the key in {path} is invalid: {len(key)} characters, fewer than "

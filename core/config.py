@@ -86,6 +86,7 @@ def parse_intervals(text: str) -> dict[str, timedelta]:
             item.split("=", 1) for item in _split_commas(DEFAULT_REMINDER_INTERVALS)
         )
     }
+    seen = set()
     for item in _split_commas(text):
         if "=" not in item:
             raise ValueError(f"{item!r} is not LEVEL=DURATION, for example high=1h")
@@ -94,6 +95,9 @@ def parse_intervals(text: str) -> dict[str, timedelta]:
             raise ValueError(
                 f"{key!r} is not a criticality; use one of {CRITICALITIES}"
             )
+        if key in seen:
+            raise ValueError(f"{key!r} is given twice; give each criticality once")
+        seen.add(key)
         intervals[key] = parse_duration(value)
     return intervals
 
@@ -166,7 +170,12 @@ class Settings(BaseSettings):
     @classmethod
     def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
-            return tuple(item.lower() for item in _split_commas(value))
+            items = tuple(item.lower() for item in _split_commas(value))
+            # Only commas and spaces would mean "anyone", the opposite of what
+            # setting a list intends.
+            if value.strip() and not items:
+                raise ValueError("lists nothing; give comma-separated values")
+            return items
         return value
 
     @field_validator("log_level", mode="before")
@@ -181,6 +190,8 @@ class Settings(BaseSettings):
         scheme = value.split(":", 1)[0].lower() if ":" in value else ""
         if value and scheme not in schemes:
             raise ValueError(hint)
+        if value and info.field_name == "redis_url":
+            _check_redis_url(value, hint)
         return value
 
     @field_validator("admin_emails")
@@ -238,10 +249,10 @@ class Settings(BaseSettings):
     @field_validator("secret_key")
     @classmethod
     def _check_secret_key(cls, value: str) -> str:
-        if value and len(value) < MIN_SECRET_KEY_LENGTH:
+        if value and len(value.strip()) < MIN_SECRET_KEY_LENGTH:
             raise ValueError(
-                f"must be at least {MIN_SECRET_KEY_LENGTH} characters, not "
-                f"{len(value)}; make one with: python -c "
+                f"must be at least {MIN_SECRET_KEY_LENGTH} characters besides "
+                f"spaces, not {len(value.strip())}; make one with: python -c "
                 '"import secrets; print(secrets.token_hex(32))"'
             )
         return value
@@ -306,15 +317,38 @@ def _describe(exc: ValidationError) -> str:
         variable = "_".join(str(part) for part in error["loc"]).upper()
         value = error.get("input")
         shown = repr(value)
+        # Start-up errors end up in logs, which must not hold secrets.
         if variable.lower() in SECRET_FIELDS:
-            # Start-up errors end up in logs, which must not hold secrets.
             shown = f"<hidden, {len(str(value))} characters>"
+        elif variable.lower() in URL_SCHEMES:
+            shown = repr(_without_password(str(value)))
         message = error["msg"].removeprefix("Value error, ")
         if variable:
             lines.append(f"  {variable}={shown}: {message}")
         else:
             lines.append(f"  {message}")
     return "\n".join(lines)
+
+
+def _check_redis_url(url: str, hint: str) -> None:
+    from redis.connection import parse_url
+
+    try:
+        parsed = parse_url(url)
+    except ValueError as exc:
+        raise ValueError(f"{exc}; {hint}") from None
+    # redis-py ignores a database path that is not a number and uses db 0.
+    path = url.split("://", 1)[1].split("?", 1)[0]
+    database = (
+        path.split("/", 1)[1] if "/" in path and not url.startswith("unix") else ""
+    )
+    if database and "db" not in parsed:
+        raise ValueError(f"the database {database!r} is not a number; {hint}")
+
+
+def _without_password(url: str) -> str:
+    """Return ``url`` with the password of its user part replaced by ***."""
+    return re.sub(r"^([^:/]*://[^:/@]*:)[^@]*@", r"\1***@", url)
 
 
 _current: Settings | None = None

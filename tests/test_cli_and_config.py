@@ -188,3 +188,52 @@ def test_clock_rejects_bad_now(value, words, capsys):
 
     assert raised.value.code == 2
     assert words in capsys.readouterr().err
+
+
+def test_bad_setting_stops_gunicorn(tmp_path):
+    env = {**os.environ, "DATA_DIR": str(tmp_path), "SECRET_KEY": "short"}
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+
+    result = subprocess.run(
+        [str(gunicorn), "--bind", "127.0.0.1:0", "--workers", "1", "wsgi:app"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    # Exit code 4 makes gunicorn stop instead of restarting the worker.
+    assert result.returncode == 4
+    assert "SECRET_KEY=<hidden, 5 characters>" in result.stderr
+    assert "short" not in result.stderr.replace("SECRET_KEY", "")
+
+
+def test_url_password_not_echoed(monkeypatch):
+    monkeypatch.setenv("REDIS_URL", "redis+tls://:hunter2@127.0.0.1:6379/11")
+
+    with pytest.raises(ConfigError) as raised:
+        load_settings(_env_file=None)
+
+    assert "hunter2" not in str(raised.value)
+    assert "redis+tls://:***@127.0.0.1:6379/11" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "words"),
+    [
+        ("REDIS_URL", "redis://127.0.0.1:6379/abc", "'abc' is not a number"),
+        ("REDIS_URL", "redis://127.0.0.1:notaport/11", "notaport"),
+        ("ALLOWED_EMAIL_DOMAINS", " , ", "lists nothing"),
+        ("SECRET_KEY", " " * 40, "besides spaces"),
+        ("REMINDER_INTERVALS", "critical=30m,critical=1h", "given twice"),
+    ],
+)
+def test_more_bad_settings_rejected(monkeypatch, variable, value, words):
+    monkeypatch.setenv(variable, value)
+
+    with pytest.raises(ConfigError) as raised:
+        load_settings(_env_file=None)
+
+    assert variable in str(raised.value)
+    assert words in str(raised.value)

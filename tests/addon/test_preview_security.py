@@ -293,3 +293,49 @@ def test_short_key_file_rejected(make_settings, tmp_path):
 
     with pytest.raises(ConfigError, match="delete the file"):
         signing_key(make_settings(data_dir=folder))
+
+
+def signed_cookie(claims) -> str:
+    from addon.preview import _serializer
+
+    return _serializer().dumps(claims)
+
+
+def test_cookie_for_other_token_with_same_id_rejected(client, token_for, open_task):
+    sign_in(client, token_for, ASSIGNEE)
+    [row] = ApiToken.select().where(ApiToken.email == ASSIGNEE)
+    # Another database sharing SECRET_KEY gave this row id to someone else.
+    forged = signed_cookie({"api_token_id": row.id, "token_hash": "0" * 64})
+    client.set_cookie("threadtask_preview", forged, path="/addon/preview")
+
+    assert client.get("/addon/preview").status_code == 401
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"api_token_id": {"a": 1}},
+        {"api_token_id": 10**30},
+        {"api_token_id": True, "token_hash": ""},
+        [1, 2],
+        "text",
+    ],
+)
+def test_odd_claims_rejected(client, open_task, claims):
+    client.set_cookie(
+        "threadtask_preview", signed_cookie(claims), path="/addon/preview"
+    )
+
+    assert client.get("/addon/preview").status_code == 401
+
+
+def test_cookie_from_slightly_fast_clock_accepted(client, token_for, open_task):
+    with freeze_time("2026-03-02 09:00:03"):
+        sign_in(client, token_for, ASSIGNEE)
+    with freeze_time("2026-03-02 09:00:00"):
+        assert client.get("/addon/preview").status_code == 200
+    with freeze_time("2026-03-02 08:50:00"):
+        response = client.get("/addon/preview")
+
+    assert response.status_code == 401
+    assert "in the future" in response.get_data(as_text=True)
