@@ -82,6 +82,8 @@ class OutboxTransport:
         path = self.path_for(outgoing.delivery_id)
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
+            if path.exists() and self.find_sent(outgoing) is None:
+                _keep_aside(path)
             _write_atomically(path, outgoing.message.as_bytes())
         except OSError as exc:
             # A full or read-only disk can recover, so this is worth a retry.
@@ -100,6 +102,19 @@ class OutboxTransport:
         if str(written["Message-ID"]) != outgoing.message_id:
             return None
         return path.name
+
+
+def _keep_aside(path: Path) -> None:
+    """Rename an email of an earlier delivery that had the same id.
+
+    SQLite gives a new row the id of the last row deleted, so after an admin
+    deletes the newest task, a new delivery can get the id of one already
+    written here. Its email stays, as ``<id>.earlier-<n>.eml``.
+    """
+    number = 1
+    while (aside := path.with_name(f"{path.stem}.earlier-{number}.eml")).exists():
+        number += 1
+    os.replace(path, aside)
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

@@ -436,3 +436,21 @@ def test_notice_outside_allowed_domains_skipped(db, outbox, make_settings):
 
     assert deliver(notice.id, outbox, now=START) == "skipped"
     assert outbox_messages(outbox) == []
+
+
+def test_outbox_keeps_email_of_reused_id(db, outbox):
+    task = make_task(criticality="high")
+    delivery = queued_reminder(task)
+    # An email left by a deleted delivery that had the same id.
+    outbox.directory.mkdir(parents=True, exist_ok=True)
+    earlier = outbox.path_for(delivery.id)
+    earlier.write_bytes(b"Message-ID: <old@tracker.example.com>\r\n\r\nold\r\n")
+
+    assert deliver(delivery.id, outbox, now=DUE) == "sent"
+
+    kept = earlier.with_name(f"{earlier.stem}.earlier-1.eml")
+    assert kept.read_bytes().startswith(b"Message-ID: <old@tracker.example.com>")
+    sent = Delivery.get_by_id(delivery.id)
+    assert str(message_from_bytes(earlier.read_bytes())["Message-ID"]) == (
+        sent.message_id
+    )
