@@ -6,7 +6,7 @@ run the same handlers as the Google endpoints, as the signed-in API user.
 A browser cannot send an Authorization header on a plain page load, so the
 preview requests the API token once through a sign-in form and redirects
 back. The token travels in a POST body rather than the URL, so access logs
-never record it. The cookie the browser keeps holds no token: it names the
+never record it. The cookie the browser keeps contains no token: it names the
 token's row (or a Google account's email) and is signed with the app's key
 and timestamped, so the server rejects it when it was altered, after eight
 hours, or once the token is revoked. HttpOnly and SameSite=Strict keep it

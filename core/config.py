@@ -316,15 +316,15 @@ def _describe(exc: ValidationError) -> str:
     for error in exc.errors():
         variable = "_".join(str(part) for part in error["loc"]).upper()
         value = error.get("input")
-        shown = repr(value)
-        # Start-up errors end up in logs, which must not hold secrets.
+        displayed = repr(value)
+        # Start-up errors end up in logs, which must not contain secrets.
         if variable.lower() in SECRET_FIELDS:
-            shown = f"<hidden, {len(str(value))} characters>"
+            displayed = f"<hidden, {len(str(value))} characters>"
         elif variable.lower() in URL_SCHEMES:
-            shown = repr(_without_password(str(value)))
+            displayed = repr(_without_password(str(value)))
         message = error["msg"].removeprefix("Value error, ")
         if variable:
-            lines.append(f"  {variable}={shown}: {message}")
+            lines.append(f"  {variable}={displayed}: {message}")
         else:
             lines.append(f"  {message}")
     return "\n".join(lines)

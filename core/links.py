@@ -16,7 +16,7 @@ def gmail_thread_url(thread_id: str, latest_message_id: str) -> str | None:
 
     Thread ids belong to one mailbox, the team's, so a colleague's own Gmail
     cannot open a thread by the team mailbox's id. A search for the latest
-    Message-ID finds the thread in any mailbox that holds the message, and it
+    Message-ID finds the thread in any mailbox that contains the message, and it
     works for tasks the Maildir reader stored too. The thread id is the
     fallback when no Message-ID is known; a Message-ID used as a thread key
     (Maildir) gives no link at all.

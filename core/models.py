@@ -70,8 +70,8 @@ class TaskBody(BaseModel):
     SQLite writes a whole row again on every UPDATE, a body of many
     kilobytes included, and reads through the body to reach the columns
     stored after it. With the body in the task's row, moving 1,000 tasks'
-    schedules with 20 KB bodies took 9 times the query that selected them;
-    kept here, the task rows stay small.
+    schedules with 20 KB bodies took 9 times the query that selected them.
+    Kept here, the bodies leave the task rows small.
     """
 
     task = pw.ForeignKeyField(

@@ -34,7 +34,7 @@ from core.db import database
 from core.emails import domain_of, normalize_message_id
 from core.models import Delivery, DeliveryAttempt, MailMessage, Task
 from core.outbound import DeliveryError, Outgoing, Transport
-from core.sqlcache import cached_select
+from core.sqlcache import cached_fetchone, cached_select
 from core.timeutil import isoformat, utcnow
 
 logger = logging.getLogger(__name__)
@@ -162,10 +162,10 @@ def _build_tick_statement(
     )
     owes_reminder = Task.status.in_(list(KIND_BY_STATUS))
     due_at = pw.fn.COALESCE(Task.reminder_due_at, Task.reminder_due_at.to_value(now))
-    # One write per due task: the schedule and the mark share the row. On
-    # PostgreSQL a second clock's UPDATE waits for the first one's commit and
-    # then checks the row again; the repeated due condition makes it leave
-    # the tasks the first clock advanced alone.
+    # One write per due task, because the schedule and the mark share the
+    # row. On PostgreSQL a second clock's UPDATE waits for the first clock's
+    # commit and then checks each row again, so the repeated due condition
+    # skips the tasks the first clock already advanced.
     return Task.update(
         next_reminder_at=_next_reminder_at(now, settings),
         reminder_due_at=pw.Case(None, [(owes_reminder, due_at)], None),
@@ -208,7 +208,7 @@ def queue_due_deliveries(
     """Mark up to ``limit`` due deliveries as queued; return their ids.
 
     Reminders the tick marked on their tasks come first: each becomes a
-    delivery row stored as queued, or as skipped when nobody can receive it.
+    delivery row stored as queued, or as skipped when it has no recipient.
     Then pending deliveries that are due, such as assignment notices and
     retries, move to queued. An empty list means nothing is left to queue.
 
@@ -219,8 +219,8 @@ def queue_due_deliveries(
     now = now or utcnow()
     while True:
         handled, queued = _queue_marked_reminders(now, limit)
-        # A batch of marks can yield no row to send (all skipped, or all
-        # already waiting); go on until one does or the marks run out.
+        # A batch of marks can yield no row to send, because all were skipped
+        # or already waiting. Continue until one does or the marks run out.
         if queued or handled < limit:
             break
     if len(queued) < limit:
@@ -249,7 +249,7 @@ def _queue_marked_reminders(now: datetime, limit: int) -> tuple[int, list[int]]:
     Returns how many marks were taken and the ids of the rows stored as
     queued. A task whose reminder of the same kind is still unfinished gets
     no second row: the unique index ``delivery_one_unfinished_reminder``
-    drops it, so while the sender is down the queue holds at most one
+    drops it, so while the sender is down the queue contains at most one
     reminder per task. The row's ``scheduled_at`` is when the tick found the
     reminder due, which the sender's interval check measures from.
     """
@@ -302,16 +302,16 @@ def _reminder_rows(
         ],
         triage,
     )
-    wanted = Task.id.in_(marked) & Task.status.in_(list(KIND_BY_STATUS))
+    selected = Task.id.in_(marked) & Task.status.in_(list(KIND_BY_STATUS))
     if triage:
         status, error = pw.Value("queued"), pw.Value("")
     else:
         nobody = (Task.status == "open") & (Task.assigned_to == "")
         status = pw.Case(None, [(nobody, "skipped")], "queued")
         error = pw.Case(None, [(nobody, NO_RECIPIENT)], "")
-        # One skipped row says why a task gets no reminders; a new one at
-        # every interval would only repeat it.
-        wanted &= ~(nobody & _last_reminder_had_no_recipient())
+        # One skipped row records why a task gets no reminders, so a new one
+        # at every interval would only repeat it.
+        selected &= ~(nobody & _last_reminder_had_no_recipient())
     moment = Delivery.created_at.to_value(now)
     return Task.select(
         Task.id,
@@ -324,7 +324,7 @@ def _reminder_rows(
         Task.reminder_due_at,
         moment,
         moment,
-    ).where(wanted)
+    ).where(selected)
 
 
 def _last_reminder_had_no_recipient() -> pw.Expression:
@@ -469,18 +469,17 @@ SENDER_TASK_COLUMNS = (
 
 def _load_delivery(delivery_id: int) -> Delivery | None:
     """Reload a delivery with its task, or return None if either is gone."""
-    # One query for both rows, read as plain tuples: building model objects
+    # One query for both rows, read as a plain tuple: building model objects
     # through Peewee's row wrappers cost more than the query on SQLite.
-    sql = _statement_sql.setdefault(database.obj, {}).get("reminders-load")
-    if sql is None:
-        sql, _ = (
+    row = cached_fetchone(
+        "reminders-load",
+        lambda: (
             Delivery.select(*SENDER_DELIVERY_COLUMNS, *SENDER_TASK_COLUMNS)
             .join(Task)
             .where(Delivery.id == 0)
-            .sql()
-        )
-        _statement_sql[database.obj]["reminders-load"] = sql
-    row = database.execute_sql(sql, [delivery_id]).fetchone()
+        ),
+        [delivery_id],
+    )
     if row is None:
         return None
 
@@ -1031,8 +1030,9 @@ def _parsed_header(name: str, value: str) -> Any:
     """Return the header object for a value every email repeats.
 
     It is parsed and folded once. Header objects are immutable strings, so
-    one can sit in many emails; storing it skips the parse that setting the
-    text would run, and the policy writes out the folded form it kept.
+    one object can sit in many emails. Storing it skips the parse that
+    setting the text would run, and the policy writes out the folded form
+    kept here.
     """
     header = _CONSTANT_HEADERS.get((name, value))
     if header is None:

@@ -37,6 +37,13 @@ def cached_select(
     return model.raw(_sql(key, build, params), *params)
 
 
+def cached_fetchone(
+    key: str, build: Callable[[], pw.Query], params: Sequence[Any]
+) -> tuple | None:
+    """Run the query that ``build`` returns and return its first row as a tuple."""
+    return database.execute_sql(_sql(key, build, params), list(params)).fetchone()
+
+
 def cached_execute(
     key: str, build: Callable[[], pw.Query], params: Sequence[Any]
 ) -> None:

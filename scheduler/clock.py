@@ -60,8 +60,8 @@ def dispatch(queue: ReminderQueue, now: datetime | None = None) -> int:
 
     A delivery that is queued or being sent but has no message waiting lost
     it to a wiped queue, a flushed Redis or a worker that failed to reach
-    the database; it is put back too. The queue skips ids it still has, and
-    the grace leaves alone what a second clock is putting right now.
+    the database, so it is put back too. The queue skips ids it still has,
+    and the grace period leaves alone what a second clock is putting now.
     Returns how many messages were put on the queue.
     """
     now = now or utcnow()

@@ -48,9 +48,9 @@ def build_handler(
             return deliver(delivery_id, transport)
         except (pw.OperationalError, pw.InterfaceError) as exc:
             # The server may have dropped the connection (a restart, an
-            # admin, a network blip). One more try on a new connection, so
-            # the delivery need not wait for the clock to put it back; the
-            # delivery's status tells the retry where the first try stopped.
+            # admin, a network failure). Try once more on a new connection,
+            # so the delivery need not wait for the clock to put it back.
+            # The retry resumes from the status the first try recorded.
             logger.warning(
                 "delivery %s: the database failed (%s); trying once more "
                 "on a new connection",

@@ -284,7 +284,7 @@ def _record(
 
     Two pollers that both got past ``_row_for`` meet here: the second insert
     fails, and its whole transaction, task change included, is rolled back.
-    The caller holds ``task_changed`` until the commit, so subscribers never
+    The caller delays ``task_changed`` until the commit, so subscribers never
     hear of that rolled-back change.
     """
     values = [

@@ -206,7 +206,7 @@ def signed_in_cookie(client) -> str:
     return cookie.value
 
 
-def test_cookie_holds_no_token(client, token_for, open_task):
+def test_cookie_contains_no_token(client, token_for, open_task):
     secret = token_for(ASSIGNEE)["Authorization"].split(" ", 1)[1]
 
     client.post(
@@ -301,7 +301,7 @@ def signed_cookie(claims) -> str:
     return _serializer().dumps(claims)
 
 
-def test_cookie_for_other_token_with_same_id_rejected(client, token_for, open_task):
+def test_cookie_for_reused_id_rejected(client, token_for, open_task):
     sign_in(client, token_for, ASSIGNEE)
     [row] = ApiToken.select().where(ApiToken.email == ASSIGNEE)
     # Another database sharing SECRET_KEY gave this row id to someone else.
@@ -329,7 +329,7 @@ def test_odd_claims_rejected(client, open_task, claims):
     assert client.get("/addon/preview").status_code == 401
 
 
-def test_cookie_from_slightly_fast_clock_accepted(client, token_for, open_task):
+def test_small_clock_skew_accepted(client, token_for, open_task):
     with freeze_time("2026-03-02 09:00:03"):
         sign_in(client, token_for, ASSIGNEE)
     with freeze_time("2026-03-02 09:00:00"):

@@ -448,8 +448,8 @@ def test_outbox_keeps_email_of_reused_id(db, outbox):
 
     assert deliver(delivery.id, outbox, now=DUE) == "sent"
 
-    kept = earlier.with_name(f"{earlier.stem}.earlier-1.eml")
-    assert kept.read_bytes().startswith(b"Message-ID: <old@tracker.example.com>")
+    renamed = earlier.with_name(f"{earlier.stem}.earlier-1.eml")
+    assert renamed.read_bytes().startswith(b"Message-ID: <old@tracker.example.com>")
     sent = Delivery.get_by_id(delivery.id)
     assert str(message_from_bytes(earlier.read_bytes())["Message-ID"]) == (
         sent.message_id
